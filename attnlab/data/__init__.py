@@ -1,0 +1,1 @@
+"""Data: vocabularies, synthetic tasks with gold alignments, and the batching pipeline."""
