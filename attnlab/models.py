@@ -1,0 +1,91 @@
+"""The sequence-to-sequence model, written per example and batched with `jax.vmap`.
+
+`Seq2Seq` holds an `Encoder` and a `DecoderCell`; its methods (`__call__` for teacher forcing,
+`generate` for greedy decoding) take one example. `build_model(cfg.model, ...)` is the only reader
+of `config.model`. The batched entry points `apply_batch` / `generate_batch` vmap the per-example
+methods over the leading axis of the batch with shared parameters.
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from attnlab import decoders
+from attnlab.data.vocab import BOS_ID, EOS_ID, PAD_ID
+from attnlab.encoders import Encoder
+
+
+class Seq2Seq(nn.Module):
+    """Encoder + attention decoder (per example)."""
+
+    encoder: Encoder
+    decoder: decoders.DecoderCell
+
+    def encode(self, src, src_len) -> decoders.Encoded:
+        """`src: [S]`, `src_len: []` -> `Encoded` with keys prepared once for the decoder."""
+        keys, final, mask = self.encoder(src, src_len)
+        return self.decoder.prepare(keys, mask, final)
+
+    def __call__(self, src, src_len, tgt_in):
+        """Teacher forcing: `tgt_in: [T]` -> `(logits [T, V], alpha [T, S])`."""
+        return decoders.teacher_forced(self.decoder, self.encode(src, src_len), tgt_in)
+
+    def generate(self, src, src_len, max_len: int):
+        """Greedy: `-> (tokens [max_len], alpha [max_len, S], length [])`."""
+        enc = self.encode(src, src_len)
+        return decoders.greedy(self.decoder, enc, max_len, BOS_ID, EOS_ID, PAD_ID)
+
+
+def build_model(model_cfg, src_vocab_size: int, tgt_vocab_size: int) -> Seq2Seq:
+    """Builds `Seq2Seq` from the `config.model` section (the only place that reads it)."""
+    encoder = Encoder(
+        vocab_size=src_vocab_size,
+        embed_dim=model_cfg.embed_dim,
+        hidden_dim=model_cfg.encoder.hidden_dim,
+        num_layers=model_cfg.encoder.num_layers,
+        cell=model_cfg.encoder.cell,
+        bidirectional=model_cfg.encoder.bidirectional,
+    )
+    a = model_cfg.attention
+    decoder = decoders.DecoderCell(
+        flow=model_cfg.decoder,
+        vocab_size=tgt_vocab_size,
+        embed_dim=model_cfg.embed_dim,
+        hidden_dim=model_cfg.decoder_hidden_dim,
+        key_dim=encoder.output_dim,
+        cell=model_cfg.decoder_cell,
+        score=model_cfg.score,
+        score_options=(
+            ("attn_dim", a.attn_dim),
+            ("bias", a.bias),
+            ("zero_v", a.zero_v),
+            ("normalize", a.normalize),
+            ("key_identity", a.key_identity),
+            ("max_source_len", a.max_source_len),
+        ),
+        deep_output=model_cfg.deep_output,
+        input_feeding=model_cfg.input_feeding,
+        attentional_tanh=model_cfg.attentional_tanh,
+        init_state=model_cfg.init_state,
+    )
+    return Seq2Seq(encoder=encoder, decoder=decoder)
+
+
+def init_params(model: Seq2Seq, rng, src_len: int = 8, tgt_len: int = 8):
+    """Initialises parameters from one dummy example (shapes do not depend on lengths)."""
+    src = jnp.zeros((src_len,), jnp.int32)
+    return model.init(rng, src, jnp.array(src_len), jnp.zeros((tgt_len,), jnp.int32))["params"]
+
+
+def apply_batch(model: Seq2Seq, params, src, src_len, tgt_in):
+    """Batched teacher forcing: `[B, S], [B], [B, T] -> (logits [B, T, V], alpha [B, T, S])`."""
+    fn = lambda s, sl, t: model.apply({"params": params}, s, sl, t)
+    return jax.vmap(fn)(src, src_len, tgt_in)
+
+
+def generate_batch(model: Seq2Seq, params, src, src_len, max_len: int):
+    """Batched greedy decoding: `-> (tokens [B, max_len], alpha [B, max_len, S], length [B])`."""
+    fn = lambda s, sl: model.apply({"params": params}, s, sl, max_len, method=Seq2Seq.generate)
+    return jax.vmap(fn)(src, src_len)
