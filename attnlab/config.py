@@ -1,0 +1,247 @@
+"""The one base config: every field attnlab reads, its default, and why.
+
+`configs/<experiment>.py` files call `default_config()` and override only what differs. Every
+field can be overridden on the command line (`--config.model.score=general`). `validate()` runs
+before any work and reports every bad field at once, naming the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+from attnlab.data.synthetic import TASKS
+from attnlab.decoders import FLOWS, INIT_STATES
+from attnlab.rnn import CELLS
+from attnlab.scores import SCORE_NAMES
+
+OPTIMIZERS = ("adam", "adamw", "sgd")
+SCHEDULES = ("constant", "cosine")
+SAME_SIZE_SCORES = ("dot", "scaled_dot", "concat_shared")
+
+
+class ConfigError(ValueError):
+    """A config value is invalid; the message names each field, its value and what is allowed."""
+
+
+def default_config() -> ml_collections.ConfigDict:
+    """Every field with its default; a trained `reverse` model in a few minutes on a CPU."""
+    c = ml_collections.ConfigDict()
+    c.seed = 0  # parameter init and batch order; the data itself comes from data.seed
+
+    c.data = d = ml_collections.ConfigDict()
+    d.task = "reverse"  # copy | reverse | sort: synthetic tasks with gold alignments
+    d.vocab_size = 10  # symbols, not counting <pad> <s> </s> <unk>
+    d.min_len = 5  # shortest training/validation/test source
+    d.max_len = 20  # longest training/validation/test source
+    d.long_min_len = 21  # the held-out longer split starts past the training range...
+    d.long_max_len = 30  # ...and ends here: measures length generalisation
+    d.num_train = 20000  # training examples (fixed set, reshuffled every epoch)
+    d.num_valid = 500  # validation examples (periodic eval, heat maps)
+    d.num_test = 500  # test examples (evaluated once, at the end)
+    d.num_long = 500  # longer-split examples; 0 disables the split
+    d.batch_size = 64  # training batch (full batches only: one compiled shape per bucket)
+    d.eval_batch_size = 256  # eval/decode batch; the last one is padded with empty rows
+    d.bucket_step = 8  # pad lengths up to a multiple of this: few shapes, few compiles
+    d.seed = 0  # data generation seed, fixed so every model seed sees the same data
+
+    c.model = m = ml_collections.ConfigDict()
+    m.embed_dim = 64  # source and target embedding size
+    m.encoder = e = ml_collections.ConfigDict()
+    e.cell = "gru"  # gru | lstm | simple
+    e.hidden_dim = 128  # per direction; keys are 2x this when bidirectional
+    e.num_layers = 1  # stacked layers
+    e.bidirectional = True  # Bahdanau et al. 2015's encoder; keys see both directions
+    m.decoder = "bahdanau"  # bahdanau (attend with s_{t-1}, then RNN) | luong (RNN, then attend)
+    m.decoder_cell = "gru"  # gru | lstm | simple
+    m.decoder_hidden_dim = 128  # decoder state size = query size of the score
+    m.score = "additive"  # dot|scaled_dot|general|additive|concat|concat_shared|location|none
+    # tanh_proj: tanh(W f + b) of the encoder final state f (Bahdanau App. A.2.2) | final | zeros
+    m.init_state = "tanh_proj"
+    m.deep_output = True  # Bahdanau order: logits from [s_t; c_t; emb(y_{t-1})] (else s_t)
+    m.input_feeding = True  # Luong order: feed h~_{t-1} to the RNN (Luong et al. 2015, §3.3)
+    m.attentional_tanh = True  # Luong order: h~ = tanh(W_c[c; s]) (Eq. 5); False drops the tanh
+    m.attention = a = ml_collections.ConfigDict()
+    a.attn_dim = 128  # hidden size A of additive / concat / concat_shared scores
+    a.bias = False  # bias inside the tanh; Bahdanau et al. 2015 (App. A.1.2) has none
+    a.zero_v = True  # additive: v = 0 at init, uniform attention at step 0 (Bahdanau App. B.1)
+    a.normalize = False  # additive: weight-normed v, learned scale + bias ("normed Bahdanau")
+    a.key_identity = False  # concat: key block of W_a fixed to I (Luong et al. 2015, footnote 15)
+    a.max_source_len = 64  # location: S_max rows of W_a; later positions get no weight
+
+    c.optim = o = ml_collections.ConfigDict()
+    o.optimizer = "adam"  # adam | adamw | sgd
+    o.learning_rate = 3e-3  # peak learning rate; Adam at 3e-3 trains these small RNNs fast
+    o.schedule = "constant"  # constant | cosine (decays to 0 at train.num_steps)
+    o.warmup_steps = 100  # linear warm-up from 0 to the peak
+    o.grad_clip_norm = 1.0  # clip by global norm (0 = off): RNN gradients spike late otherwise
+    o.weight_decay = 0.0  # adamw only
+    o.momentum = 0.9  # sgd only
+
+    c.train = t = ml_collections.ConfigDict()
+    t.num_steps = 4000  # optimisation steps
+    t.log_every = 100  # train metrics to metrics.jsonl (the only host syncs in the loop)
+    t.eval_every = 1000  # validation + longer split (a multiple of log_every)
+    t.ckpt_every = 1000  # orbax checkpoint; a re-run resumes from the latest one
+    t.max_to_keep = 2  # checkpoints kept
+    t.num_heatmaps = 4  # validation examples drawn to attention/*.png at the end
+    t.tensorboard = False  # also write TensorBoard events to workdir/tb
+    return c
+
+
+def quick(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """Shrinks a config to a model and task that train in well under a minute on 2 CPU cores.
+
+    Used by every `configs/<task>.py:quick`, by the tests and by smoke runs: lengths 3-10
+    (longer split 11-15), hidden size 64, 600 steps. One length bucket (16) means one compiled
+    train step.
+    """
+    d, m, t = config.data, config.model, config.train
+    d.min_len, d.max_len, d.long_min_len, d.long_max_len = 3, 10, 11, 15
+    d.num_train, d.num_valid, d.num_test, d.num_long = 10000, 256, 256, 256
+    d.bucket_step = 16
+    m.embed_dim = 32
+    m.encoder.hidden_dim = m.decoder_hidden_dim = m.attention.attn_dim = 64
+    t.num_steps, t.log_every, t.eval_every, t.ckpt_every = 600, 100, 300, 300
+    return config
+
+
+def _check(errors: list[str], ok: bool, field: str, value, allowed: str) -> None:
+    if not ok:
+        errors.append(f"config.{field}={value!r} is invalid: {allowed}")
+
+
+def _positive(errors, cfg, prefix, names):
+    for name in names:
+        value = cfg[name]
+        _check(
+            errors, isinstance(value, int) and value > 0, f"{prefix}{name}", value, "must be > 0"
+        )
+
+
+def _choice(errors, cfg, prefix, name, choices):
+    value = cfg[name]
+    _check(
+        errors, value in choices, f"{prefix}{name}", value, f"must be one of {', '.join(choices)}"
+    )
+
+
+def _validate_data(errors, d):
+    _choice(errors, d, "data.", "task", tuple(TASKS))
+    _positive(errors, d, "data.", ["vocab_size", "min_len", "max_len", "num_train", "num_valid"])
+    _positive(errors, d, "data.", ["num_test", "batch_size", "eval_batch_size", "bucket_step"])
+    _check(
+        errors,
+        d.min_len <= d.max_len,
+        "data.min_len",
+        d.min_len,
+        f"must be <= data.max_len ({d.max_len})",
+    )
+    _check(
+        errors, d.num_long >= 0, "data.num_long", d.num_long, "must be >= 0 (0 disables the split)"
+    )
+    if d.num_long > 0:
+        _check(
+            errors,
+            d.long_min_len > d.max_len,
+            "data.long_min_len",
+            d.long_min_len,
+            f"must exceed data.max_len ({d.max_len}): the split measures unseen lengths",
+        )
+        _check(
+            errors,
+            d.long_max_len >= d.long_min_len,
+            "data.long_max_len",
+            d.long_max_len,
+            f"must be >= data.long_min_len ({d.long_min_len})",
+        )
+    _check(
+        errors,
+        d.num_train >= d.batch_size,
+        "data.num_train",
+        d.num_train,
+        f"must be >= data.batch_size ({d.batch_size})",
+    )
+
+
+def _validate_model(errors, m):
+    _positive(errors, m, "model.", ["embed_dim", "decoder_hidden_dim"])
+    _positive(errors, m.encoder, "model.encoder.", ["hidden_dim", "num_layers"])
+    _positive(errors, m.attention, "model.attention.", ["attn_dim", "max_source_len"])
+    _choice(errors, m.encoder, "model.encoder.", "cell", CELLS)
+    _choice(errors, m, "model.", "decoder_cell", CELLS)
+    _choice(errors, m, "model.", "decoder", FLOWS)
+    _choice(errors, m, "model.", "score", SCORE_NAMES)
+    _choice(errors, m, "model.", "init_state", INIT_STATES)
+    key_dim = m.encoder.hidden_dim * (2 if m.encoder.bidirectional else 1)
+    if m.score in SAME_SIZE_SCORES:
+        _check(
+            errors,
+            m.decoder_hidden_dim == key_dim,
+            "model.score",
+            m.score,
+            f"needs query size = key size, but model.decoder_hidden_dim={m.decoder_hidden_dim}"
+            f" and the encoder states have size {key_dim} (model.encoder.hidden_dim="
+            f"{m.encoder.hidden_dim}, bidirectional={m.encoder.bidirectional}); use "
+            "general/additive/concat or match the sizes",
+        )
+    if m.init_state == "final":
+        _check(
+            errors,
+            m.decoder_hidden_dim == key_dim,
+            "model.init_state",
+            m.init_state,
+            f"needs model.decoder_hidden_dim ({m.decoder_hidden_dim}) = encoder state size "
+            f"({key_dim}); use tanh_proj",
+        )
+    if m.attention.normalize:
+        _check(
+            errors,
+            not m.attention.zero_v,
+            "model.attention.normalize",
+            True,
+            "divides by ||v||, so it needs model.attention.zero_v=False",
+        )
+
+
+def _validate_optim_train(errors, o, t):
+    _choice(errors, o, "optim.", "optimizer", OPTIMIZERS)
+    _choice(errors, o, "optim.", "schedule", SCHEDULES)
+    _check(errors, o.learning_rate > 0, "optim.learning_rate", o.learning_rate, "must be > 0")
+    _check(errors, o.warmup_steps >= 0, "optim.warmup_steps", o.warmup_steps, "must be >= 0")
+    _check(
+        errors,
+        o.grad_clip_norm >= 0,
+        "optim.grad_clip_norm",
+        o.grad_clip_norm,
+        "must be >= 0 (0 = off)",
+    )
+    _check(errors, o.weight_decay >= 0, "optim.weight_decay", o.weight_decay, "must be >= 0")
+    _positive(
+        errors, t, "train.", ["num_steps", "log_every", "eval_every", "ckpt_every", "max_to_keep"]
+    )
+    _check(errors, t.num_heatmaps >= 0, "train.num_heatmaps", t.num_heatmaps, "must be >= 0")
+    if t.log_every > 0 and t.eval_every > 0:
+        _check(
+            errors,
+            t.eval_every % t.log_every == 0,
+            "train.eval_every",
+            t.eval_every,
+            f"must be a multiple of train.log_every ({t.log_every})",
+        )
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+    """Raises `ConfigError` listing every invalid field, its value and what is allowed."""
+    errors: list[str] = []
+    _check(
+        errors,
+        isinstance(config.seed, int) and config.seed >= 0,
+        "seed",
+        config.seed,
+        "must be an int >= 0",
+    )
+    _validate_data(errors, config.data)
+    _validate_model(errors, config.model)
+    _validate_optim_train(errors, config.optim, config.train)
+    if errors:
+        raise ConfigError("invalid config:\n  " + "\n  ".join(errors))

@@ -1,0 +1,336 @@
+"""Training and evaluation: `train_and_evaluate(config, workdir)`.
+
+The train step is a pure `train_step(state, batch) -> (state, metric sums)`, compiled once per
+batch shape (a handful of length buckets) with the state buffers donated. Batches are a pure
+function of the step (`TrainStream.batch(step)`) and the state carries everything else, so a run
+resumed from a checkpoint continues exactly as an uninterrupted one.
+
+Work directory: `config.json` (resolved config), `metrics.jsonl` (one line per log/eval step),
+`summary.json` (final figures), `checkpoints/` (orbax), `attention/*.png` (heat maps),
+`tb/` (TensorBoard events, when `train.tensorboard`).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+import time
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from absl import logging
+
+from attnlab import metrics as metrics_lib
+from attnlab import models, plots, writers
+from attnlab.checkpoints import Checkpointer
+from attnlab.config import validate
+from attnlab.data.pipeline import get_datasets
+
+# Metric-name prefix of each evaluated split (a contract: compare and later tools read these).
+SPLIT_PREFIX = {"validation": "eval", "long": "eval_long", "test": "test"}
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The training loss became NaN or Inf; the message names the step range."""
+
+
+@flax.struct.dataclass
+class TrainState:
+    """Everything that changes during training (the only state attnlab keeps)."""
+
+    step: jnp.ndarray  # [] int32, number of updates applied
+    params: Any
+    opt_state: Any
+    rng: jnp.ndarray  # [2] uint32 raw key data: per-step randomness is fold_in(rng, step)
+
+
+def create_optimizer(optim_cfg, num_steps: int):
+    """`config.optim` -> `(optax transformation, learning-rate schedule)`."""
+    peak = optim_cfg.learning_rate
+    warmup = min(optim_cfg.warmup_steps, max(num_steps - 1, 0))
+    if optim_cfg.schedule == "cosine":
+        schedule = optax.warmup_cosine_decay_schedule(0.0, peak, warmup, max(num_steps, warmup + 1))
+    elif warmup > 0:
+        schedule = optax.join_schedules(
+            [optax.linear_schedule(0.0, peak, warmup), optax.constant_schedule(peak)], [warmup]
+        )
+    else:
+        schedule = optax.constant_schedule(peak)
+    if optim_cfg.optimizer == "adam":
+        opt = optax.adam(schedule)
+    elif optim_cfg.optimizer == "adamw":
+        opt = optax.adamw(schedule, weight_decay=optim_cfg.weight_decay)
+    else:
+        opt = optax.sgd(schedule, momentum=optim_cfg.momentum)
+    if optim_cfg.grad_clip_norm > 0:
+        opt = optax.chain(optax.clip_by_global_norm(optim_cfg.grad_clip_norm), opt)
+    return opt, schedule
+
+
+def create_train_state(model, tx, seed: int) -> TrainState:
+    """Initialises parameters (jitted: much faster than eager init) and optimiser state."""
+    rng = jax.random.key(seed)
+    params = jax.jit(functools.partial(models.init_params, model))(jax.random.fold_in(rng, 0))
+    return TrainState(
+        step=jnp.array(0, jnp.int32),
+        params=params,
+        opt_state=tx.init(params),
+        rng=jax.random.key_data(jax.random.fold_in(rng, 1)),
+    )
+
+
+def num_params(params) -> int:
+    return int(sum(np.prod(x.shape) for x in jax.tree.leaves(params)))
+
+
+def make_train_step(model, tx):
+    """Returns the pure `train_step(state, batch) -> (state, sums)` (not yet jitted)."""
+
+    def loss_fn(params, batch):
+        logits, _ = models.apply_batch(
+            model, params, batch["src"], batch["src_len"], batch["tgt_in"]
+        )
+        sums = metrics_lib.token_sums(logits, batch["tgt_out"], batch["tgt_len"])
+        return sums["loss_sum"] / jnp.maximum(sums["tokens"], 1.0), sums
+
+    def train_step(state: TrainState, batch):
+        grads, sums = jax.grad(loss_fn, has_aux=True)(state.params, batch)
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        sums = dict(sums, grad_norm_sum=optax.global_norm(grads), updates=jnp.float32(1.0))
+        new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state)
+        return new_state, sums
+
+    return train_step
+
+
+def make_eval_step(model, alignment: bool):
+    """`eval_step(params, batch) -> sums`: teacher-forced loss/accuracy (+ alignment sums)."""
+
+    def eval_step(params, batch):
+        logits, alpha = models.apply_batch(
+            model, params, batch["src"], batch["src_len"], batch["tgt_in"]
+        )
+        sums = metrics_lib.token_sums(logits, batch["tgt_out"], batch["tgt_len"])
+        if alignment:
+            align = metrics_lib.alignment_sums(
+                alpha, batch["align"], batch["src_len"], batch["tgt_len"]
+            )
+            sums = dict(sums, **align)
+        return sums
+
+    return eval_step
+
+
+def make_generate_step(model):
+    """`generate_step(params, batch) -> (tokens, alpha, length, sums)`: greedy decoding."""
+
+    def generate_step(params, batch):
+        max_len = batch["tgt_out"].shape[1]
+        tokens, alpha, length = models.generate_batch(
+            model, params, batch["src"], batch["src_len"], max_len
+        )
+        sums = metrics_lib.sequence_sums(tokens, batch["tgt_out"], batch["tgt_len"])
+        return tokens, alpha, length, sums
+
+    return generate_step
+
+
+class Compiled:
+    """A jitted function compiled ahead of time once per input shape, timing each compile.
+
+    Keeps the number of programs visible (`len(self.programs)`) and `compile_seconds` exact.
+    """
+
+    def __init__(self, fn, donate_argnums=()):
+        self._jitted = jax.jit(fn, donate_argnums=donate_argnums)
+        self.programs: dict = {}
+        self.compile_seconds = 0.0
+
+    def __call__(self, *args):
+        key = tuple((x.shape, x.dtype) for x in jax.tree.leaves(args))
+        program = self.programs.get(key)
+        if program is None:
+            start = time.perf_counter()
+            program = self._jitted.lower(*args).compile()
+            self.compile_seconds += time.perf_counter() - start
+            self.programs[key] = program
+        return program(*args)
+
+
+def evaluate(programs, params, batches, prefix: str) -> tuple[dict, list]:
+    """Metrics of one split under `prefix/`; also returns the per-batch greedy outputs."""
+    total, outputs = {}, []
+    for batch in batches:
+        total = metrics_lib.add(total, programs["eval"](params, batch))
+        tokens, alpha, length, seq = programs["generate"](params, batch)
+        total = metrics_lib.add(total, seq)
+        outputs.append((tokens, alpha, length))
+    return {f"{prefix}/{k}": v for k, v in metrics_lib.normalize(total).items()}, outputs
+
+
+def evaluate_splits(programs, params, data, splits) -> tuple[dict, dict]:
+    results, outputs = {}, {}
+    for split in splits:
+        if split in data.eval:
+            metrics, outputs[split] = evaluate(
+                programs, params, data.eval[split], SPLIT_PREFIX[split]
+            )
+            results.update(metrics)
+    return results, outputs
+
+
+def draw_heatmaps(workdir: str, data, outputs, count: int) -> list[str]:
+    """PNG heat maps of the greedy attention for the first `count` validation examples."""
+    paths, directory = [], os.path.join(workdir, "attention")
+    os.makedirs(directory, exist_ok=True)
+    batch = data.eval["validation"][0]
+    tokens, alpha, length = (np.asarray(x) for x in outputs["validation"][0])
+    for row in range(min(count, int(np.sum(batch["tgt_len"] > 0)))):
+        src_len, n = int(batch["src_len"][row]), int(length[row])
+        src = data.src_vocab.decode(batch["src"][row, :src_len], strip=False)
+        hyp = data.tgt_vocab.decode(tokens[row, :n], strip=False)
+        path = os.path.join(directory, f"validation_{row:02d}.png")
+        plots.plot_attention(alpha[row, :n, :src_len], src, hyp, path, title=f"validation #{row}")
+        paths.append(path)
+    return paths
+
+
+def _check_finite(sums: dict, first_step: int, last_step: int) -> None:
+    loss = float(sums["loss_sum"]) / max(float(sums["tokens"]), 1.0)
+    if not math.isfinite(loss) or not math.isfinite(float(sums["grad_norm_sum"])):
+        raise NonFiniteLossError(
+            f"non-finite training loss or gradient between steps {first_step} and {last_step}; "
+            "the last checkpoint before this range is kept. Lower optim.learning_rate or set "
+            "optim.grad_clip_norm."
+        )
+
+
+def _train_log_record(sums: dict, seconds: float, learning_rate: float) -> dict:
+    record = {f"train/{k}": v for k, v in metrics_lib.normalize(sums).items()}
+    record["train/grad_norm"] = float(sums["grad_norm_sum"]) / float(sums["updates"])
+    record["train/tokens_per_sec"] = float(sums["tokens"]) / max(seconds, 1e-9)
+    record["train/learning_rate"] = float(learning_rate)
+    return record
+
+
+class Run:
+    """The pieces of one run that the loop needs (built by `setup_run`)."""
+
+    def __init__(self, config, workdir, data, model, tx, schedule, state, ckpt, start_step):
+        self.config, self.workdir, self.data, self.model = config, workdir, data, model
+        self.tx, self.schedule, self.state, self.ckpt = tx, schedule, state, ckpt
+        self.start_step = start_step
+        alignment = config.model.score != "none"
+        self.programs = {
+            "train": Compiled(make_train_step(model, tx), donate_argnums=(0,)),
+            "eval": Compiled(make_eval_step(model, alignment)),
+            "generate": Compiled(make_generate_step(model)),
+        }
+
+    @property
+    def compile_seconds(self) -> float:
+        return sum(p.compile_seconds for p in self.programs.values())
+
+
+def setup_run(config, workdir: str) -> Run:
+    """Validates the config, builds data/model/optimiser, and restores the latest checkpoint."""
+    validate(config)
+    os.makedirs(workdir, exist_ok=True)
+    data = get_datasets(config.data, config.seed)
+    model = models.build_model(config.model, data.src_vocab.size, data.tgt_vocab.size)
+    tx, schedule = create_optimizer(config.optim, config.train.num_steps)
+    state = create_train_state(model, tx, config.seed)
+    ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), config.train.max_to_keep)
+    start_step = ckpt.latest_step()
+    if start_step is not None:
+        state, _ = ckpt.restore(state)
+        logging.info("resumed from the checkpoint at step %d", start_step)
+    writers.write_json_atomic(os.path.join(workdir, "config.json"), config.to_dict())
+    return Run(config, workdir, data, model, tx, schedule, state, ckpt, start_step)
+
+
+def train_loop(run: Run, writer) -> tuple[float, float]:
+    """Trains from the state's step to `train.num_steps`.
+
+    Returns `(seconds, target tokens)` spent in training steps (compiles and evals excluded).
+    """
+    t = run.config.train
+    step = int(run.state.step)
+    window, window_start, window_compile = {}, time.perf_counter(), run.compile_seconds
+    train_seconds, train_tokens = 0.0, 0.0
+    while step < t.num_steps:
+        run.state, sums = run.programs["train"](run.state, run.data.train.batch(step))
+        window = metrics_lib.add(window, sums)
+        step += 1
+        if step % t.log_every == 0 or step == t.num_steps:
+            window = jax.device_get(window)
+            _check_finite(window, step - int(window["updates"]) + 1, step)
+            seconds = time.perf_counter() - window_start - (run.compile_seconds - window_compile)
+            train_seconds += seconds
+            train_tokens += float(window["tokens"])
+            record = _train_log_record(window, seconds, run.schedule(step - 1))
+            if step % t.eval_every == 0 or step == t.num_steps:
+                evals, _ = evaluate_splits(
+                    run.programs, run.state.params, run.data, ("validation", "long")
+                )
+                record.update(evals)
+            writer.write_scalars(step, record)
+            logging.info("step %d: %s", step, _brief(record))
+            window, window_start, window_compile = {}, time.perf_counter(), run.compile_seconds
+        if step % t.ckpt_every == 0 or step == t.num_steps:
+            if window:  # never checkpoint a state whose recent steps were not checked
+                _check_finite(jax.device_get(window), step - int(window["updates"]) + 1, step)
+            run.ckpt.save(step, run.state, {"step": step})
+    return train_seconds, train_tokens
+
+
+def _brief(record: dict) -> str:
+    keys = ("train/loss", "eval/loss", "eval/seq_accuracy", "eval/align_accuracy")
+    return ", ".join(f"{k}={record[k]:.4f}" for k in keys if k in record)
+
+
+def train_and_evaluate(config, workdir: str) -> dict:
+    """Trains and evaluates one model; writes the work directory; returns the summary.
+
+    Re-running in the same `workdir` resumes from the latest checkpoint (a finished run only
+    re-evaluates). Raises `ConfigError` for a bad config before doing any work.
+    """
+    wall_start = time.perf_counter()
+    run = setup_run(config, workdir)
+    writer = writers.create_writer(workdir, config.train.tensorboard, resume_step=run.start_step)
+    summary = {"num_params": num_params(run.state.params)}
+    try:
+        train_seconds, train_tokens = train_loop(run, writer)
+    except NonFiniteLossError as err:
+        summary.update(status="failed", reason=str(err), step=int(run.ckpt.latest_step() or 0))
+        writers.write_json_atomic(os.path.join(workdir, "summary.json"), summary)
+        raise
+    finally:
+        run.ckpt.wait()
+        writer.flush()
+    final, outputs = evaluate_splits(
+        run.programs, run.state.params, run.data, ("validation", "long", "test")
+    )
+    heatmaps = draw_heatmaps(workdir, run.data, outputs, config.train.num_heatmaps)
+    summary.update(final)
+    summary.update(
+        {
+            "status": "completed",
+            "step": int(run.state.step),
+            "train/tokens_per_sec": train_tokens / train_seconds if train_seconds > 0 else None,
+            "compile_seconds": run.compile_seconds,
+            "compiled_programs": {k: len(p.programs) for k, p in run.programs.items()},
+            "wall_seconds": time.perf_counter() - wall_start,
+            "attention_maps": [os.path.relpath(p, workdir) for p in heatmaps],
+        }
+    )
+    writers.write_json_atomic(os.path.join(workdir, "summary.json"), summary)
+    writer.close()
+    run.ckpt.close()
+    return summary
