@@ -7,6 +7,9 @@ before any work and reports every bad field at once, naming the value and what i
 
 from __future__ import annotations
 
+import importlib.util
+import os
+
 import ml_collections
 
 from attnlab.data.synthetic import TASKS
@@ -245,3 +248,20 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _validate_optim_train(errors, config.optim, config.train)
     if errors:
         raise ConfigError("invalid config:\n  " + "\n  ".join(errors))
+
+
+def load_config(spec: str) -> ml_collections.ConfigDict:
+    """Loads `path/to/config.py[:arg]` the way `--config=` does: `get_config(arg)` of the file.
+
+    Only the named file is executed. Raises `ConfigError` when the file is missing or has no
+    `get_config`.
+    """
+    path, _, arg = spec.partition(":")
+    if not os.path.isfile(path):
+        raise ConfigError(f"config file '{path}' not found")
+    module_spec = importlib.util.spec_from_file_location("_attnlab_config", path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    if not hasattr(module, "get_config"):
+        raise ConfigError(f"config file '{path}' defines no get_config()")
+    return module.get_config(arg) if arg else module.get_config()

@@ -1,0 +1,264 @@
+"""Metric writers with a small CLU-style interface: `write_scalars`, `flush`, `close`.
+
+A run logs to `workdir/metrics.jsonl` (one JSON object per line, `{"step": ..., **scalars}`) and,
+optionally, to TensorBoard event files in `workdir/tb`. JSON has no NaN or Infinity, so every
+writer here stores non-finite floats as `null` (TensorBoard keeps them as they are).
+
+`write_json_atomic` writes whole JSON documents (configs, results) so that a reader never sees
+half a file, even if the process is killed mid-write.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import uuid
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+
+METRICS_FILENAME = "metrics.jsonl"
+TENSORBOARD_DIRNAME = "tb"
+
+
+def to_jsonable(obj: Any) -> Any:
+    """Convert `obj` into plain Python types that `json.dumps` accepts without loss of meaning.
+
+    numpy (and jax) scalars and arrays become Python numbers and nested lists, tuples become lists,
+    mapping keys become strings, and non-finite floats (NaN, +-Inf) become `None` (JSON `null`).
+    Raises `TypeError` for objects with no JSON counterpart.
+    """
+    if obj is None or isinstance(obj, bool | str):
+        return obj
+    if isinstance(obj, int):
+        return int(obj)
+    if isinstance(obj, float):
+        return float(obj) if math.isfinite(obj) else None
+    if isinstance(obj, np.generic):
+        return to_jsonable(obj.item())
+    if isinstance(obj, Mapping):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray) or hasattr(obj, "__array__"):
+        # Covers jax arrays without importing jax here; `tolist` yields Python scalars.
+        return to_jsonable(np.asarray(obj).tolist())
+    raise TypeError(f"cannot convert {type(obj).__name__} to JSON: {obj!r}")
+
+
+def _atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write `text` to a temporary file next to `path`, fsync it, then rename it over `path`."""
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    # Same directory, so `os.replace` is a rename within one filesystem and therefore atomic.
+    tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
+    # os.open with mode 0o666 lets the umask decide permissions, like a plain `open(path, "w")`.
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
+    """Atomically write `obj` as JSON (indent 2, sorted keys) to `path`.
+
+    Values go through `to_jsonable`, so numpy values are accepted and non-finite floats are
+    written as `null`. The file is replaced in one rename: readers see the old or the new
+    content, never a partial file, and no temporary file is left behind.
+    """
+    text = json.dumps(to_jsonable(obj), indent=2, sort_keys=True, allow_nan=False) + "\n"
+    _atomic_write_text(path, text)
+
+
+def read_jsonl(path: str | os.PathLike) -> list[dict]:
+    """Read a JSON-lines file into a list of dicts, skipping blank lines.
+
+    A last line without a trailing newline is ignored: it is a record that a writer was still
+    appending (or was killed while appending). Any other malformed line raises `ValueError`.
+    """
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    lines = text.split("\n")
+    # After split, the last element is "" when the file ends with a newline, else a partial line.
+    complete = lines[:-1]
+    records = []
+    for lineno, line in enumerate(complete, start=1):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{os.fspath(path)}:{lineno}: malformed JSON line: {e}") from e
+    return records
+
+
+class MetricWriter:
+    """Interface of all writers; also usable as a context manager that closes on exit."""
+
+    def write_scalars(self, step: int, scalars: Mapping[str, float]) -> None:
+        """Record the scalar metrics `scalars` at training step `step`."""
+        raise NotImplementedError
+
+    def flush(self) -> None:
+        """Push buffered records to storage."""
+
+    def close(self) -> None:
+        """Flush and release resources; the writer must not be used afterwards."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+
+def _scalar_value(name: str, value: Any) -> int | float | None:
+    """Convert one metric to a Python int/float (`None` when non-finite) for JSON."""
+    value = to_jsonable(value)
+    if isinstance(value, list) and len(value) == 1:
+        value = value[0]
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+        raise TypeError(f"metric {name!r} must be a scalar number, got {value!r}")
+    return value
+
+
+class JsonlWriter(MetricWriter):
+    """Appends one JSON line `{"step": step, **scalars}` per `write_scalars` call to `path`.
+
+    Opening an existing file appends to it. Each line is written with a single write and flushed,
+    so after a crash the file holds whole lines plus at most one partial last line; that partial
+    line is dropped when the file is reopened (and ignored by `read_jsonl`).
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = os.fspath(path)
+        self._drop_partial_last_line()
+        self._file = open(self.path, "a", encoding="utf-8")
+
+    def _drop_partial_last_line(self) -> None:
+        """Cut the file back to its last newline, so new lines never glue onto a partial one."""
+        if not os.path.exists(self.path):
+            return
+        with open(self.path, "rb+") as f:
+            data = f.read()
+            if data and not data.endswith(b"\n"):
+                f.truncate(data.rfind(b"\n") + 1)
+
+    def write_scalars(self, step: int, scalars: Mapping[str, float]) -> None:
+        """Append one line `{"step": step, **scalars}`; non-finite values are written as null."""
+        if "step" in scalars:
+            raise ValueError("'step' is reserved for the step number and cannot be a metric name")
+        record = {"step": int(step)}
+        record.update({str(k): _scalar_value(k, v) for k, v in scalars.items()})
+        self._file.write(json.dumps(record, allow_nan=False) + "\n")
+        # Flushing every record keeps the log current for readers and loses nothing on a crash;
+        # metrics are written rarely enough that the cost does not matter.
+        self._file.flush()
+
+    def flush(self) -> None:
+        """Flush buffered lines to the operating system."""
+        self._file.flush()
+
+    def close(self) -> None:
+        """Close the file (idempotent)."""
+        if not self._file.closed:
+            self._file.close()
+
+    def truncate_after(self, step: int) -> None:
+        """Atomically rewrite the file keeping only records whose step is <= `step`.
+
+        Used when a run resumes from a checkpoint taken at `step`: the steps after it will be
+        logged again, so their old records are removed to avoid duplicated steps.
+        """
+        self._file.flush()
+        kept = [r for r in read_jsonl(self.path) if r.get("step", math.inf) <= step]
+        _atomic_write_text(self.path, "".join(json.dumps(r, allow_nan=False) + "\n" for r in kept))
+        # The rename replaced the file, so the old handle points at the unlinked copy: reopen.
+        self._file.close()
+        self._file = open(self.path, "a", encoding="utf-8")
+
+
+class TensorBoardWriter(MetricWriter):
+    """Writes scalars as TensorBoard event files in `logdir` (through tensorboardX, no TF).
+
+    `purge_step`: when resuming, TensorBoard discards earlier-written events with a step >=
+    `purge_step`, so a resumed run does not show two curves over the same steps.
+    """
+
+    def __init__(self, logdir: str | os.PathLike, purge_step: int | None = None):
+        # Imported here so that importing attnlab.writers does not need tensorboardX.
+        from tensorboardX import SummaryWriter
+
+        self.logdir = os.fspath(logdir)
+        self._writer = SummaryWriter(logdir=self.logdir, purge_step=purge_step)
+        self._closed = False
+
+    def write_scalars(self, step: int, scalars: Mapping[str, float]) -> None:
+        """Add every scalar as a TensorBoard scalar summary at `step`."""
+        for name, value in scalars.items():
+            self._writer.add_scalar(str(name), float(np.asarray(value)), global_step=int(step))
+
+    def flush(self) -> None:
+        """Flush pending events to the event file."""
+        self._writer.flush()
+
+    def close(self) -> None:
+        """Flush and close the event file (idempotent)."""
+        if not self._closed:
+            self._writer.close()
+            self._closed = True
+
+
+class MultiWriter(MetricWriter):
+    """Forwards every call to each of `writers`, in order."""
+
+    def __init__(self, writers: Iterable[MetricWriter]):
+        self.writers = list(writers)
+
+    def write_scalars(self, step: int, scalars: Mapping[str, float]) -> None:
+        """Write `scalars` at `step` to every writer."""
+        for w in self.writers:
+            w.write_scalars(step, scalars)
+
+    def flush(self) -> None:
+        """Flush every writer."""
+        for w in self.writers:
+            w.flush()
+
+    def close(self) -> None:
+        """Close every writer."""
+        for w in self.writers:
+            w.close()
+
+
+def create_writer(
+    workdir: str | os.PathLike, tensorboard: bool, resume_step: int | None = None
+) -> MultiWriter:
+    """Create the run's writer: `workdir/metrics.jsonl`, plus TensorBoard in `workdir/tb`.
+
+    `resume_step`: the step of the checkpoint the run resumes from, or None for a run that does
+    not resume. When given, JSONL records after that step are removed and TensorBoard is told to
+    purge events after it, so steps that will be trained again are not logged twice. With None,
+    an existing log is appended to as it is.
+    """
+    workdir = os.fspath(workdir)
+    os.makedirs(workdir, exist_ok=True)
+    jsonl = JsonlWriter(os.path.join(workdir, METRICS_FILENAME))
+    if resume_step is not None:
+        jsonl.truncate_after(resume_step)
+    writers: list[MetricWriter] = [jsonl]
+    if tensorboard:
+        purge_step = None if resume_step is None else resume_step + 1
+        writers.append(
+            TensorBoardWriter(os.path.join(workdir, TENSORBOARD_DIRNAME), purge_step=purge_step)
+        )
+    return MultiWriter(writers)
