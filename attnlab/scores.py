@@ -31,8 +31,6 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from attnlab.attention import _MASK_FILL
-
 _f32 = jnp.float32
 _init_w = nn.initializers.lecun_normal()
 _zeros = nn.initializers.zeros_init()
@@ -208,7 +206,8 @@ class Location(Score):
     """`e = W_a q`, first `S` entries (Luong et al. 2015, Eq. 9, "location"); ignores the keys.
 
     `W_a: [d_q, S_max]`. As in the paper (footnote 6), a shorter source uses the first `S`
-    entries; positions at or past `S_max` get no weight (a warning is issued at trace time).
+    entries; positions at or past `S_max` score `-inf`, which `masked_softmax` turns into weight
+    exactly 0 (a warning is issued at trace time).
     """
 
     max_source_len: int = 64
@@ -230,7 +229,8 @@ class Location(Score):
             f"{self.max_source_len}; positions >= {self.max_source_len} get no attention",
             stacklevel=2,
         )
-        return jnp.concatenate([scores, jnp.full((src_len - self.max_source_len,), _MASK_FILL)])
+        # -inf: masked_softmax gives these positions weight 0 even if nothing else is valid.
+        return jnp.concatenate([scores, jnp.full((src_len - self.max_source_len,), -jnp.inf)])
 
 
 SCORES: dict[str, type[Score]] = {
