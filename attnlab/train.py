@@ -102,7 +102,7 @@ def make_train_step(model, tx):
         grads, sums = jax.grad(loss_fn, has_aux=True)(state.params, batch)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-        sums = dict(sums, grad_norm_sum=optax.global_norm(grads), updates=jnp.float32(1.0))
+        sums = dict(sums, grad_norm_sum=optax.tree.norm(grads), updates=jnp.float32(1.0))
         new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state)
         return new_state, sums
 

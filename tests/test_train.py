@@ -1,0 +1,163 @@
+"""The runner end to end: convergence on reverse, the work directory contract, exact resume."""
+
+import json
+import os
+import shutil
+
+import jax
+import numpy as np
+import pytest
+
+from attnlab import train
+from attnlab.checkpoints import Checkpointer
+from attnlab.config import load_config
+from attnlab.writers import read_jsonl
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TIMING_KEYS = {"train/tokens_per_sec", "compile_seconds", "wall_seconds", "compiled_programs"}
+
+
+def quick_config(**model):
+    config = load_config(os.path.join(REPO, "configs", "reverse.py") + ":quick")
+    for key, value in model.items():
+        config.model[key] = value
+    return config
+
+
+@pytest.fixture(scope="module")
+def optimized():
+    """Convergence runs are dominated by 600 steps, not compiles: use optimised programs."""
+    jax.config.update("jax_disable_most_optimizations", False)
+    yield
+    jax.config.update("jax_disable_most_optimizations", True)
+
+
+@pytest.fixture(scope="module")
+def converged(optimized, tmp_path_factory):
+    """The three quick runs the convergence tests read (each trains once per test session)."""
+    runs = {
+        "bahdanau": quick_config(decoder="bahdanau", score="additive"),
+        "luong": quick_config(decoder="luong", score="general"),
+        "none": quick_config(decoder="bahdanau", score="none"),
+    }
+    out = {}
+    for name, config in runs.items():
+        workdir = str(tmp_path_factory.mktemp(name))
+        out[name] = (workdir, train.train_and_evaluate(config, workdir))
+    return out
+
+
+@pytest.mark.parametrize("order", ["bahdanau", "luong"])
+def test_quick_reverse_converges_with_attention(converged, order):
+    _, summary = converged[order]
+    assert summary["eval/seq_accuracy"] >= 0.95, summary
+    assert summary["eval/align_accuracy"] >= 0.9, summary
+    assert summary["test/seq_accuracy"] >= 0.9, summary
+
+
+def test_no_attention_baseline_is_worse_on_the_longer_split(converged):
+    none = converged["none"][1]
+    for order in ("bahdanau", "luong"):
+        attn = converged[order][1]
+        assert none["eval_long/seq_accuracy"] < attn["eval_long/seq_accuracy"] - 0.1
+        assert none["eval_long/loss"] > attn["eval_long/loss"]
+    assert "eval/align_accuracy" not in none  # no weights, so no alignment to score
+
+
+def test_work_directory_contract(converged):
+    workdir, summary = converged["bahdanau"]
+    config = json.load(open(os.path.join(workdir, "config.json")))
+    assert config["model"]["score"] == "additive" and config["train"]["num_steps"] == 600
+    records = read_jsonl(os.path.join(workdir, "metrics.jsonl"))
+    assert [r["step"] for r in records] == list(range(100, 601, 100))
+    for key in ("train/loss", "train/token_accuracy", "train/grad_norm", "train/tokens_per_sec"):
+        assert all(np.isfinite(r[key]) for r in records)
+    evals = [r for r in records if "eval/loss" in r]
+    assert [r["step"] for r in evals] == [300, 600]
+    for key in (
+        "eval/token_accuracy",
+        "eval/seq_accuracy",
+        "eval/align_accuracy",
+        "eval/aer",
+        "eval/attention_entropy",
+        "eval_long/seq_accuracy",
+        "eval_long/align_accuracy",
+    ):
+        assert key in evals[-1] and 0.0 <= evals[-1][key] <= 1.0
+    assert evals[-1]["eval/aer"] == pytest.approx(1 - evals[-1]["eval/align_accuracy"])
+    # The loss goes down: the last window is far below the first.
+    assert records[-1]["train/loss"] < 0.2 * records[0]["train/loss"]
+    saved = json.load(open(os.path.join(workdir, "summary.json")))
+    assert saved["status"] == "completed" and saved["step"] == 600
+    for key in ("train/tokens_per_sec", "compile_seconds", "num_params", "wall_seconds"):
+        assert saved[key] > 0
+    assert saved["compiled_programs"]["train"] == 1  # one length bucket -> one train program
+    assert Checkpointer(os.path.join(workdir, "checkpoints"), 2).latest_step() == 600
+    assert len(saved["attention_maps"]) == 4
+    for path in saved["attention_maps"]:
+        with open(os.path.join(workdir, path), "rb") as f:
+            assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def tiny_config():
+    config = quick_config()
+    d, t = config.data, config.train
+    d.num_train, d.num_valid, d.num_test, d.num_long = 640, 64, 64, 64
+    d.eval_batch_size = 64
+    config.model.encoder.hidden_dim = config.model.decoder_hidden_dim = 16
+    config.model.attention.attn_dim = 16
+    t.num_steps, t.log_every, t.eval_every, t.ckpt_every, t.num_heatmaps = 40, 10, 20, 20, 1
+    return config
+
+
+def _results(summary):
+    return {k: v for k, v in summary.items() if k not in TIMING_KEYS}
+
+
+def _records(workdir):
+    records = read_jsonl(os.path.join(workdir, "metrics.jsonl"))
+    return [{k: v for k, v in r.items() if k != "train/tokens_per_sec"} for r in records]
+
+
+def test_resume_after_a_stop_finishes_exactly_like_an_uninterrupted_run(tmp_path):
+    config = tiny_config()
+    full = str(tmp_path / "full")
+    summary_full = train.train_and_evaluate(config, full)
+    # A run stopped after step 20 leaves the checkpoint at 20 and the log up to ~20 (and maybe
+    # a few lines past it, written before the stop): make that state from the full run.
+    stopped = str(tmp_path / "stopped")
+    shutil.copytree(full, stopped)
+    shutil.rmtree(os.path.join(stopped, "checkpoints", "40"))
+    os.remove(os.path.join(stopped, "summary.json"))
+    summary_resumed = train.train_and_evaluate(config, stopped)
+    assert _results(summary_resumed) == _results(summary_full)
+    assert _records(stopped) == _records(full)  # no duplicated or missing steps, same values
+    assert [r["step"] for r in _records(stopped)] == [10, 20, 30, 40]
+    state = train.create_train_state(
+        train.models.build_model(config.model, 14, 14),
+        train.create_optimizer(config.optim, 40)[0],
+        0,
+    )
+    restored = [
+        Checkpointer(os.path.join(d, "checkpoints"), 2).restore(state)[0] for d in (full, stopped)
+    ]
+    jax.tree.map(np.testing.assert_array_equal, restored[0].params, restored[1].params)
+
+
+def test_rerun_of_a_finished_run_only_re_evaluates(tmp_path):
+    config = tiny_config()
+    first = train.train_and_evaluate(config, str(tmp_path))
+    second = train.train_and_evaluate(config, str(tmp_path))
+    assert _results(second) == _results(first)
+    assert [r["step"] for r in read_jsonl(str(tmp_path / "metrics.jsonl"))] == [10, 20, 30, 40]
+
+
+def test_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
+    config = tiny_config()
+    config.optim.optimizer, config.optim.grad_clip_norm = "sgd", 0.0
+    config.optim.learning_rate, config.optim.warmup_steps = 1e25, 0
+    with pytest.raises(train.NonFiniteLossError, match="between steps 1 and 10"):
+        train.train_and_evaluate(config, str(tmp_path))
+    summary = json.load(open(tmp_path / "summary.json"))
+    assert summary["status"] == "failed" and "non-finite" in summary["reason"]
+    assert Checkpointer(str(tmp_path / "checkpoints"), 2).latest_step() is None
