@@ -35,7 +35,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from attnlab import rnn
-from attnlab.attention import attend
+from attnlab.attention import masked_softmax
 from attnlab.scores import build_score
 
 FLOWS = ("bahdanau", "luong")
@@ -43,25 +43,34 @@ INIT_STATES = ("tanh_proj", "final", "zeros")
 
 
 class Encoded(NamedTuple):
-    """What every decoder step reads from the encoder (per example).
+    """What every decoder step reads from the encoder (per example), prepared once per sequence.
 
     keys: `[S, d_k]` encoder states `H` (also the attention values).
-    prepared: the score's per-sequence precomputation of the keys (e.g. `W_k H: [S, A]`).
+    prepared: the score's precomputation of the keys (e.g. `H W_k: [S, A]`); None for `none`.
     mask: `[S]` bool, True on real source positions.
     final: `[d_k]` encoder final state.
+    context_proj: `[S, P]` the values already multiplied by the weights that consume the context
+      inside the recurrence (Bahdanau: the context rows of the RNN input matrix, `P = G*H`;
+      Luong: the context rows of `W_c`, `P = H`). Since `c_t W = sum_i alpha_ti (h_i W)`, a step
+      then costs `S*P` instead of `d_k*P` and the result is the same. For the `none` score it is
+      `[1, P]`: the fixed summary's projection.
     """
 
     keys: jnp.ndarray
     prepared: object
     mask: jnp.ndarray
     final: jnp.ndarray
+    context_proj: jnp.ndarray
 
 
 class DecoderCell(nn.Module):
-    """One decoder step in either order; `__call__(carry, emb, enc) -> (carry, (logits, alpha))`.
+    """One decoder step in either order, split so teacher forcing hoists everything it can.
 
-    The carry is a dict `{"rnn": cell carry, "feed": h~_{t-1} [H]}` ("feed" is only used by the
-    Luong order with input feeding, and kept at size 0 otherwise).
+    `step(carry, emb_proj, enc) -> (carry, (output, alpha))` is the part inside the recurrence;
+    `readout(output, alpha, emb, enc) -> logits` is not, so teacher forcing applies it to all
+    steps at once after the scan. `output` is `s_t` (Bahdanau) or `h~_t` (Luong).
+    The carry is a dict `{"rnn": cell carry, "feed": h~_{t-1} [H]}` ("feed" has size 0 unless
+    the Luong order feeds its input).
     """
 
     flow: str
@@ -87,14 +96,11 @@ class DecoderCell(nn.Module):
             self.score, self.hidden_dim, self.key_dim, **dict(self.score_options)
         )
         if self.flow == "bahdanau":
-            rnn_in = self.embed_dim + self.key_dim
+            rnn_in = self.embed_dim + self.key_dim  # [emb(y_{t-1}); c_t]
         else:
             rnn_in = self.embed_dim + (self.hidden_dim if self.input_feeding else 0)
-            self.W_c = self.param(
-                "W_c",
-                nn.initializers.lecun_normal(),
-                (self.key_dim + self.hidden_dim, self.hidden_dim),
-            )
+            shape = (self.key_dim + self.hidden_dim, self.hidden_dim)  # rows: [c_t; s_t]
+            self.W_c = self.param("W_c", nn.initializers.lecun_normal(), shape)
         self.rnn = rnn.cell_params(self, "rnn_", self.cell, rnn_in, self.hidden_dim)
         if self.init_state == "tanh_proj":
             self.init_proj = nn.Dense(self.hidden_dim, name="init")
@@ -104,10 +110,18 @@ class DecoderCell(nn.Module):
     def uses_feed(self) -> bool:
         return self.flow == "luong" and self.input_feeding
 
+    def _context_weights(self):
+        """The rows of the matrix that multiplies the context inside the recurrence."""
+        if self.flow == "bahdanau":
+            return self.rnn["W_i"][self.embed_dim :]
+        return self.W_c[: self.key_dim]
+
     def prepare(self, keys, mask, final) -> Encoded:
-        """Per-sequence work before the first step: the score's key projection."""
-        prepared = None if self.scorer is None else self.scorer.prepare(keys)
-        return Encoded(keys, prepared, mask, final)
+        """Per-sequence work before the first step: key and context projections."""
+        weights = self._context_weights()
+        if self.scorer is None:
+            return Encoded(keys, None, mask, final, (final @ weights)[None])
+        return Encoded(keys, self.scorer.prepare(keys), mask, final, keys @ weights)
 
     def initial_carry(self, enc: Encoded) -> dict:
         """The decoder carry before the first target token."""
@@ -126,46 +140,77 @@ class DecoderCell(nn.Module):
         return {"rnn": rnn.initial_carry(self.cell, h0), "feed": feed}
 
     def embed_tokens(self, tokens):
-        """`tokens: [...]` int -> `[..., embed_dim]`."""
-        return self.embed(tokens)
+        """`tokens: [...]` int -> `(emb [..., E], emb_proj [..., G*H])`.
 
-    def _attend(self, query, enc: Encoded):
-        if self.scorer is None:  # no-attention baseline: the fixed summary, no weights
-            return enc.final, jnp.zeros(enc.mask.shape, jnp.float32)
-        return attend(self.scorer(query, enc.prepared), enc.mask, enc.keys)
+        `emb_proj = emb W_i[:E] + b_i` is the embedding's share of the RNN input (hoisted out of
+        the scan in teacher forcing).
+        """
+        emb = self.embed(tokens)
+        return emb, emb @ self.rnn["W_i"][: self.embed_dim] + self.rnn["b_i"]
 
-    def _rnn_step(self, carry, x):
-        return rnn.cell_step(self.cell, self.rnn, carry, rnn.project_inputs(self.rnn, x))
+    def _weights_and_projected_context(self, query, enc: Encoded):
+        """`alpha [S]` and `c_t W = alpha (H W)` (the fixed summary's projection for `none`)."""
+        if self.scorer is None:
+            return jnp.zeros(enc.mask.shape, jnp.float32), enc.context_proj[0]
+        alpha = masked_softmax(self.scorer(query, enc.prepared), enc.mask)
+        return alpha, alpha.astype(enc.context_proj.dtype) @ enc.context_proj
 
-    def __call__(self, carry: dict, emb: jnp.ndarray, enc: Encoded):
-        """One step: `emb: [E]` is `emb(y_{t-1})`; returns `(carry, (logits [V], alpha [S]))`."""
-        if self.flow == "bahdanau":
+    def step(self, carry: dict, emb_proj: jnp.ndarray, enc: Encoded):
+        """The recurrent part of one step; `emb_proj: [G*H]` from `embed_tokens`.
+
+        Returns `(carry, (output [H], alpha [S]))`.
+        """
+        if self.flow == "bahdanau":  # attend with s_{t-1}, then the RNN on [emb; c_t]
             s_prev = rnn.carry_output(self.cell, carry["rnn"])
-            context, alpha = self._attend(s_prev, enc)
-            rnn_carry = self._rnn_step(carry["rnn"], jnp.concatenate([emb, context]))
-            s = rnn.carry_output(self.cell, rnn_carry)
-            features = jnp.concatenate([s, context, emb]) if self.deep_output else s
-            return {"rnn": rnn_carry, "feed": carry["feed"]}, (self.out(features), alpha)
-        x = jnp.concatenate([emb, carry["feed"]]) if self.uses_feed else emb
-        rnn_carry = self._rnn_step(carry["rnn"], x)
+            alpha, context_in = self._weights_and_projected_context(s_prev, enc)
+            x_proj = emb_proj + context_in
+            rnn_carry = rnn.cell_step(self.cell, self.rnn, carry["rnn"], x_proj)
+            return {"rnn": rnn_carry, "feed": carry["feed"]}, (
+                rnn.carry_output(self.cell, rnn_carry),
+                alpha,
+            )
+        x_proj = emb_proj  # Luong: the RNN first, on [emb; h~_{t-1}] ...
+        if self.uses_feed:
+            x_proj = x_proj + carry["feed"] @ self.rnn["W_i"][self.embed_dim :]
+        rnn_carry = rnn.cell_step(self.cell, self.rnn, carry["rnn"], x_proj)
         s = rnn.carry_output(self.cell, rnn_carry)
-        context, alpha = self._attend(s, enc)
-        h_tilde = jnp.concatenate([context, s]) @ self.W_c
+        alpha, context_c = self._weights_and_projected_context(s, enc)  # ... then attend with s_t
+        h_tilde = context_c + s @ self.W_c[self.key_dim :]  # W_c [c_t; s_t]
         if self.attentional_tanh:
             h_tilde = jnp.tanh(h_tilde)
         feed = h_tilde if self.uses_feed else carry["feed"]
-        return {"rnn": rnn_carry, "feed": feed}, (self.out(h_tilde), alpha)
+        return {"rnn": rnn_carry, "feed": feed}, (h_tilde, alpha)
+
+    def readout(self, output, alpha, emb, enc: Encoded):
+        """Logits from step outputs; works on one step (`[H]`, `[S]`, `[E]`) or all (`[T, ...]`).
+
+        Bahdanau: `W_o [s_t; c_t; emb(y_{t-1})] + b_o` (deep output) or `W_o s_t + b_o`;
+        Luong: `W_s h~_t + b_s`.
+        """
+        if self.flow == "luong" or not self.deep_output:
+            return self.out(output)
+        if self.scorer is None:
+            context = jnp.broadcast_to(enc.final, output.shape[:-1] + enc.final.shape)
+        else:
+            context = alpha.astype(enc.keys.dtype) @ enc.keys
+        return self.out(jnp.concatenate([output, context, emb], axis=-1))
+
+    def __call__(self, carry: dict, tokens: jnp.ndarray, enc: Encoded):
+        """One whole step from the previous token id: `-> (carry, (logits [V], alpha [S]))`."""
+        emb, emb_proj = self.embed_tokens(tokens)
+        carry, (output, alpha) = self.step(carry, emb_proj, enc)
+        return carry, (self.readout(output, alpha, emb, enc), alpha)
 
 
-def _scan_body(cell: DecoderCell, carry, emb, enc):
-    return cell(carry, emb, enc)
+def _scan_body(cell: DecoderCell, carry, emb_proj, enc):
+    return cell.step(carry, emb_proj, enc)
 
 
 def teacher_forced(cell: DecoderCell, enc: Encoded, tgt_in: jnp.ndarray):
-    """Runs the cell over the gold inputs `tgt_in: [T]` under one `nn.scan`.
+    """Runs the decoder over the gold inputs `tgt_in: [T]` under one `nn.scan`.
 
-    Returns `(logits [T, V], alpha [T, S])`. The target embeddings are looked up for the whole
-    sequence before the scan.
+    Returns `(logits [T, V], alpha [T, S])`. Embeddings and their input projection are computed
+    for the whole sequence before the scan, and the output layer after it.
     """
     scan = nn.scan(
         _scan_body,
@@ -174,42 +219,6 @@ def teacher_forced(cell: DecoderCell, enc: Encoded, tgt_in: jnp.ndarray):
         in_axes=(0, nn.broadcast),
         out_axes=0,
     )
-    _, (logits, alpha) = scan(cell, cell.initial_carry(enc), cell.embed_tokens(tgt_in), enc)
-    return logits, alpha
-
-
-def greedy(cell: DecoderCell, enc: Encoded, max_len: int, bos_id: int, eos_id: int, pad_id: int):
-    """Greedy decoding to the end token or `max_len` steps, in one `nn.while_loop`.
-
-    Returns `(tokens [max_len], alpha [max_len, S], length [])`: tokens after the end token are
-    `pad_id` and their weights 0; `length` counts the end token. Under `jax.vmap` the loop runs
-    until every row is done and finished rows stop changing.
-    """
-    src_len = enc.mask.shape[0]
-
-    def cond(_, state):
-        return (state["t"] < max_len) & ~state["done"]
-
-    def body(mdl, state):
-        carry, (logits, alpha) = mdl(state["carry"], mdl.embed_tokens(state["y"]), enc)
-        y = jnp.argmax(logits).astype(jnp.int32)
-        t = state["t"]
-        return {
-            "t": t + 1,
-            "y": y,
-            "done": y == eos_id,
-            "carry": carry,
-            "tokens": state["tokens"].at[t].set(y),
-            "alpha": state["alpha"].at[t].set(alpha),
-        }
-
-    init = {
-        "t": jnp.array(0, jnp.int32),
-        "y": jnp.array(bos_id, jnp.int32),
-        "done": jnp.array(False),
-        "carry": cell.initial_carry(enc),
-        "tokens": jnp.full((max_len,), pad_id, jnp.int32),
-        "alpha": jnp.zeros((max_len, src_len), jnp.float32),
-    }
-    final = nn.while_loop(cond, body, cell, init, broadcast_variables="params")
-    return final["tokens"], final["alpha"], final["t"]
+    emb, emb_proj = cell.embed_tokens(tgt_in)
+    _, (outputs, alpha) = scan(cell, cell.initial_carry(enc), emb_proj, enc)
+    return cell.readout(outputs, alpha, emb, enc), alpha

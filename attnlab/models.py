@@ -1,9 +1,10 @@
 """The sequence-to-sequence model, written per example and batched with `jax.vmap`.
 
 `Seq2Seq` holds an `Encoder` and a `DecoderCell`; its methods (`__call__` for teacher forcing,
-`generate` for greedy decoding) take one example. `build_model(cfg.model, ...)` is the only reader
-of `config.model`. The batched entry points `apply_batch` / `generate_batch` vmap the per-example
-methods over the leading axis of the batch with shared parameters.
+`encode` / `initial_carry` / `decode_step` for generation) take one example.
+`build_model(cfg.model, ...)` is the only reader of `config.model`. The batched entry points
+`apply_batch` / `generate_batch` vmap the per-example methods over the batch with shared
+parameters (greedy decoding loops over time for the whole batch: see `generate.py`).
 """
 
 from __future__ import annotations
@@ -12,8 +13,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from attnlab import decoders
-from attnlab.data.vocab import BOS_ID, EOS_ID, PAD_ID
+from attnlab import decoders, generate
 from attnlab.encoders import Encoder
 
 
@@ -32,10 +32,16 @@ class Seq2Seq(nn.Module):
         """Teacher forcing: `tgt_in: [T]` -> `(logits [T, V], alpha [T, S])`."""
         return decoders.teacher_forced(self.decoder, self.encode(src, src_len), tgt_in)
 
-    def generate(self, src, src_len, max_len: int):
-        """Greedy: `-> (tokens [max_len], alpha [max_len, S], length [])`."""
-        enc = self.encode(src, src_len)
-        return decoders.greedy(self.decoder, enc, max_len, BOS_ID, EOS_ID, PAD_ID)
+    def initial_carry(self, enc: decoders.Encoded):
+        """The decoder carry before the first target token."""
+        return self.decoder.initial_carry(enc)
+
+    def decode_step(self, carry, token, enc: decoders.Encoded):
+        """One generation step from the previous token `token: []`.
+
+        Returns `(carry, (logits [V], alpha [S]))`.
+        """
+        return self.decoder(carry, token, enc)
 
 
 def build_model(model_cfg, src_vocab_size: int, tgt_vocab_size: int) -> Seq2Seq:
@@ -87,5 +93,10 @@ def apply_batch(model: Seq2Seq, params, src, src_len, tgt_in):
 
 def generate_batch(model: Seq2Seq, params, src, src_len, max_len: int):
     """Batched greedy decoding: `-> (tokens [B, max_len], alpha [B, max_len, S], length [B])`."""
-    fn = lambda s, sl: model.apply({"params": params}, s, sl, max_len, method=Seq2Seq.generate)
-    return jax.vmap(fn)(src, src_len)
+    return generate.greedy(model, params, src, src_len, max_len)
+
+
+def generate_one(model: Seq2Seq, params, src, src_len, max_len: int):
+    """Greedy decoding of one example: `[S], [] -> (tokens [max_len], alpha [max_len, S], [])`."""
+    out = generate.greedy(model, params, src[None], jnp.reshape(src_len, (1,)), max_len)
+    return jax.tree.map(lambda x: x[0], out)

@@ -1,4 +1,5 @@
-"""Plain float64 NumPy reference for the attention scores, the masked softmax and the RNN cells.
+"""Plain float64 NumPy reference for the scores, the masked softmax, the RNN cells, the encoder
+and both decoder orders (teacher forcing and greedy decoding).
 
 Independent of the package on purpose: written straight from the formulas, one example at a
 time, with explicit loops where that reads more plainly. Nothing here is fast; it only has to be
@@ -14,6 +15,7 @@ of exactly 0. A row with no valid finite score gets all-zero weights.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -188,3 +190,245 @@ def simple_step(x, h, W_i, W_h, b) -> np.ndarray:
     """One Elman RNN step: `h' = tanh(x W_i + h W_h + b)`; `W_i: [d_in, H]`, `W_h: [H, H]`."""
     x, h, W_i, W_h, b = map(_f64, (x, h, W_i, W_h, b))
     return np.tanh(x @ W_i + h @ W_h + b)
+
+
+# ----------------------------------------------------------------------------------------------
+# Cells by name. Parameters are dicts: gru {W_i, W_h, b_i, b_h}; lstm and simple {W_i, W_h, b}.
+# The state is h: [H] (gru, simple) or the pair (h, c) (lstm).
+# ----------------------------------------------------------------------------------------------
+
+CELL_KINDS = ("gru", "lstm", "simple")
+
+
+def cell_hidden_size(p: dict) -> int:
+    """The state size `H` of a cell: the number of rows of `W_h`."""
+    return _f64(p["W_h"]).shape[0]
+
+
+def cell_zero_state(kind: str, hidden: int):
+    """The all-zero state (`h = 0`, and `c = 0` for the LSTM)."""
+    return cell_state_from(kind, np.zeros(hidden))
+
+
+def cell_state_from(kind: str, h):
+    """The state whose visible part is `h: [H]`; an LSTM's memory `c` starts at 0."""
+    h = _f64(h)
+    if kind == "lstm":
+        return (h, np.zeros(h.shape[0]))
+    return h
+
+
+def cell_output(kind: str, state) -> np.ndarray:
+    """The visible state `h: [H]` (for the LSTM, `h` and not the memory `c`)."""
+    return state[0] if kind == "lstm" else state
+
+
+def cell_step(kind: str, p: dict, x, state):
+    """One step of the named cell on input `x: [d_in]`; returns the new state."""
+    if kind == "gru":
+        return gru_step(x, state, p["W_i"], p["W_h"], p["b_i"], p["b_h"])
+    if kind == "lstm":
+        return lstm_step(x, state[0], state[1], p["W_i"], p["W_h"], p["b"])
+    if kind == "simple":
+        return simple_step(x, state, p["W_i"], p["W_h"], p["b"])
+    raise ValueError(f"unknown cell {kind!r}")
+
+
+# ----------------------------------------------------------------------------------------------
+# Encoder: embedding + stacked (bi)directional RNN over the real tokens only
+# ----------------------------------------------------------------------------------------------
+
+
+def run_direction(kind: str, p: dict, xs, reverse: bool) -> list[np.ndarray]:
+    """Runs one direction over `xs: [L, d_in]` (the real tokens only) from the zero state.
+
+    Returns the visible state after each position, indexed by position: `out[i]` is the state
+    after reading `xs[i]` (forward: having read 0..i; backward: having read L-1..i).
+    """
+    xs = _f64(xs)
+    length = xs.shape[0]
+    state = cell_zero_state(kind, cell_hidden_size(p))
+    out = [None] * length
+    order = range(length - 1, -1, -1) if reverse else range(length)
+    for i in order:
+        state = cell_step(kind, p, xs[i], state)
+        out[i] = cell_output(kind, state)
+    return out
+
+
+def encoder(src, src_len, embedding, layers, kind: str):
+    """The encoder for one example.
+
+    Args:
+      src: `[S]` token ids; src_len: the number `L` of real tokens (a prefix of `src`).
+      embedding: `[V_src, E]`.
+      layers: one entry per layer, each a list of direction parameter dicts: `[fwd]` or
+        `[fwd, bwd]` (bidirectional). Layer `l > 0` reads layer `l-1`'s outputs.
+      kind: the cell of every direction.
+
+    Returns:
+      `(H [S, D*H], final [D*H], mask [S] bool)`: `H_i = [h_fwd_i; h_bwd_i]` (or `h_fwd_i`) for
+      `i < L` and 0 on padding; `final = [h_fwd_{L-1}; h_bwd_0]` of the top layer (zeros when
+      `L = 0`).
+    """
+    src = np.asarray(src)
+    S = src.shape[0]
+    L = int(src_len)
+    embedding = _f64(embedding)
+    xs = np.array([embedding[src[i]] for i in range(L)]).reshape(L, embedding.shape[1])
+    for directions in layers:
+        hidden = cell_hidden_size(directions[0])
+        fwd = run_direction(kind, directions[0], xs, reverse=False)
+        parts = [fwd]
+        finals = [fwd[L - 1] if L > 0 else np.zeros(hidden)]
+        if len(directions) == 2:
+            bwd = run_direction(kind, directions[1], xs, reverse=True)
+            parts.append(bwd)
+            finals.append(bwd[0] if L > 0 else np.zeros(hidden))
+        width = hidden * len(directions)
+        xs = np.array([np.concatenate([part[i] for part in parts]) for i in range(L)])
+        xs = xs.reshape(L, width)
+        final = np.concatenate(finals)
+    H = np.zeros((S, xs.shape[1]))
+    H[:L] = xs
+    mask = np.arange(S) < L
+    return H, final, mask
+
+
+# ----------------------------------------------------------------------------------------------
+# Decoders, per example
+# ----------------------------------------------------------------------------------------------
+
+
+def score(name: str, p: dict, q, K, key_identity: bool = False) -> np.ndarray:
+    """The score named `name` of query `q: [d_q]` against keys `K: [S, d_k]`; `p` its params."""
+    if name == "dot":
+        return dot(q, K)
+    if name == "scaled_dot":
+        return scaled_dot(q, K)
+    if name == "general":
+        return general(q, K, p["W"])
+    if name == "additive":
+        return additive(q, K, p["W_q"], p["W_k"], p["v"], p.get("b"), p.get("g"))
+    if name == "concat":
+        return concat(q, K, p["W_a"], p["v"], p.get("b"), key_identity=key_identity)
+    if name == "concat_shared":
+        return concat_shared(q, K, p["W"], p["v"], p.get("b"))
+    if name == "location":
+        return location(q, _f64(K).shape[0], p["W_a"])
+    raise ValueError(f"unknown score {name!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class DecoderSpec:
+    """Which decoder: `order` "bahdanau" | "luong", its cell, score and options."""
+
+    order: str
+    cell: str = "gru"
+    score: str = "additive"  # or "none": no attention
+    init_state: str = "tanh_proj"  # | "final" | "zeros"
+    deep_output: bool = True  # Bahdanau order only
+    input_feeding: bool = True  # Luong order only
+    attentional_tanh: bool = True  # Luong order only
+    key_identity: bool = False  # concat score only
+
+
+# Decoder parameters `P` (a dict of float arrays):
+#   "embedding" [V, E]; "init_W" [d_k, H], "init_b" [H] (init_state "tanh_proj" only);
+#   "cell": the cell's dict (its input is [E + d_k] in the Bahdanau order, [E + H] or [E] in
+#   the Luong order); "score": the score's dict; "W_c" [d_k + H, H] (Luong order only);
+#   "out_W" [d_out, V] with d_out = H + d_k + E (Bahdanau, deep output) or H; "out_b" [V].
+
+
+def decoder_initial_state(spec: DecoderSpec, P: dict, final) -> dict:
+    """`{"s": s_0 (the cell state), "h_tilde": h~_0 = 0}` from the encoder's final state."""
+    final = _f64(final)
+    hidden = cell_hidden_size(P["cell"])
+    if spec.init_state == "tanh_proj":
+        h0 = np.tanh(final @ _f64(P["init_W"]) + _f64(P["init_b"]))
+    elif spec.init_state == "final":
+        h0 = final.copy()
+    elif spec.init_state == "zeros":
+        h0 = np.zeros(hidden)
+    else:
+        raise ValueError(f"unknown init_state {spec.init_state!r}")
+    return {"s": cell_state_from(spec.cell, h0), "h_tilde": np.zeros(hidden)}
+
+
+def _context(spec: DecoderSpec, P: dict, query, H, mask, final):
+    """`(c [d_k], alpha [S])`; without attention `c` is the encoder final state, `alpha = 0`."""
+    if spec.score == "none":
+        return _f64(final), np.zeros(_f64(H).shape[0])
+    e = score(spec.score, P["score"], query, H, key_identity=spec.key_identity)
+    return attend(e, mask, H)
+
+
+def decoder_step(spec: DecoderSpec, P: dict, state: dict, y_prev: int, H, mask, final):
+    """One decoder step on the previous token `y_prev`; returns `(state, logits [V], alpha [S])`.
+
+    Bahdanau order: attend with `s_{t-1}`, then `s_t = cell([e; c_t], s_{t-1})`,
+    `logits = [s_t; c_t; e] W_out + b_out` (deep output) or `s_t W_out + b_out`.
+    Luong order: `s_t = cell([e; h~_{t-1}], s_{t-1})` (or `cell(e, s_{t-1})` without input
+    feeding), attend with `s_t`, `h~_t = tanh([c_t; s_t] W_c)`, `logits = h~_t W_out + b_out`.
+    """
+    emb = _f64(P["embedding"])[int(y_prev)]
+    kind = spec.cell
+    if spec.order == "bahdanau":
+        s_prev = cell_output(kind, state["s"])
+        context, alpha = _context(spec, P, s_prev, H, mask, final)
+        s_state = cell_step(kind, P["cell"], np.concatenate([emb, context]), state["s"])
+        s = cell_output(kind, s_state)
+        features = np.concatenate([s, context, emb]) if spec.deep_output else s
+        new_state = {"s": s_state, "h_tilde": state["h_tilde"]}
+    elif spec.order == "luong":
+        x = np.concatenate([emb, state["h_tilde"]]) if spec.input_feeding else emb
+        s_state = cell_step(kind, P["cell"], x, state["s"])
+        s = cell_output(kind, s_state)
+        context, alpha = _context(spec, P, s, H, mask, final)
+        h_tilde = np.concatenate([context, s]) @ _f64(P["W_c"])
+        if spec.attentional_tanh:
+            h_tilde = np.tanh(h_tilde)
+        features = h_tilde
+        new_state = {"s": s_state, "h_tilde": h_tilde}
+    else:
+        raise ValueError(f"unknown decoder order {spec.order!r}")
+    logits = features @ _f64(P["out_W"]) + _f64(P["out_b"])
+    return new_state, logits, alpha
+
+
+def teacher_forced(spec: DecoderSpec, P: dict, H, mask, final, tgt_in):
+    """The decoder on the gold inputs `tgt_in: [T]`: `(logits [T, V], alpha [T, S])`."""
+    state = decoder_initial_state(spec, P, final)
+    all_logits, all_alpha = [], []
+    for y_prev in np.asarray(tgt_in):
+        state, logits, alpha = decoder_step(spec, P, state, y_prev, H, mask, final)
+        all_logits.append(logits)
+        all_alpha.append(alpha)
+    return np.array(all_logits), np.array(all_alpha)
+
+
+def greedy(spec: DecoderSpec, P: dict, H, mask, final, max_len: int, bos: int, eos: int, pad: int):
+    """Greedy decoding: feed back the argmax from `bos` until `eos` (included) or `max_len`.
+
+    Returns `(tokens [max_len], alpha [max_len, S], length, margins [length])`: positions after
+    the end are `pad` with all-zero weights; `length` counts the end token; `margins[t]` is the
+    gap between the best and the second-best logit at step t (how safe each argmax is).
+    """
+    S = _f64(H).shape[0]
+    tokens = np.full(max_len, pad, dtype=np.int64)
+    alphas = np.zeros((max_len, S))
+    margins = []
+    state = decoder_initial_state(spec, P, final)
+    y = bos
+    length = 0
+    while length < max_len:
+        state, logits, alpha = decoder_step(spec, P, state, y, H, mask, final)
+        y = int(np.argmax(logits))
+        top = np.sort(logits)
+        margins.append(float(top[-1] - top[-2]))
+        tokens[length] = y
+        alphas[length] = alpha
+        length += 1
+        if y == eos:
+            break
+    return tokens, alphas, length, np.array(margins)

@@ -1,0 +1,108 @@
+"""Speed benchmark: train and greedy-decode a fixed model for every score x decoder order.
+
+    python scripts/bench.py                          # all scores x both orders (~15 min, 2 cores)
+    python scripts/bench.py --scores=additive --decoders=luong --steps=100
+
+Fixed model (the comparison point named in the README): bidirectional GRU encoder (hidden 128,
+embedding 64), GRU decoder hidden 128, batch 64, `reverse` with lengths 5-30. Scores that need
+equal query and key sizes (dot, scaled_dot, concat_shared) run with decoder hidden 256 (= the
+bidirectional key size) and are marked so. Columns:
+- train tok/s: real target tokens (end token included) per second of training steps, after
+  every program has been compiled.
+- decode sent/s: validation sentences per second of greedy decoding (batch 64, to the end token
+  or the target's padded length), after compilation.
+- compile s: seconds compiling the train programs (one per length bucket) + the decoder.
+- train MiB: XLA's peak buffer size of the largest train program (arguments + temporaries).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import jax
+
+from attnlab import models, train
+from attnlab.config import default_config, validate
+from attnlab.data.pipeline import get_datasets
+from attnlab.scores import SCORE_NAMES
+
+SAME_SIZE = ("dot", "scaled_dot", "concat_shared")
+
+
+def bench_config(score: str, decoder: str):
+    c = default_config()
+    c.data.task, c.data.min_len, c.data.max_len = "reverse", 5, 30
+    c.data.num_long, c.data.num_train, c.data.num_valid = 0, 12800, 1024
+    c.data.batch_size, c.data.eval_batch_size, c.data.bucket_step = 64, 64, 16
+    c.model.embed_dim, c.model.encoder.hidden_dim = 64, 128
+    c.model.decoder, c.model.score = decoder, score
+    c.model.decoder_hidden_dim = 256 if score in SAME_SIZE else 128
+    validate(c)
+    return c
+
+
+def peak_mib(compiled) -> float:
+    m = compiled.memory_analysis()
+    return (m.argument_size_in_bytes + m.temp_size_in_bytes + m.output_size_in_bytes) / 2**20
+
+
+def bench_one(score: str, decoder: str, steps: int) -> dict:
+    c = bench_config(score, decoder)
+    data = get_datasets(c.data, c.seed)
+    model = models.build_model(c.model, data.src_vocab.size, data.tgt_vocab.size)
+    tx, _ = train.create_optimizer(c.optim, steps)
+    state = train.create_train_state(model, tx, c.seed)
+    step_fn = train.Compiled(train.make_train_step(model, tx), donate_argnums=(0,))
+    gen_fn = train.Compiled(train.make_generate_step(model))
+    batches = [data.train.batch(i) for i in range(steps)]
+    for b in {(b["src"].shape, b["tgt_in"].shape): b for b in batches}.values():
+        state, _ = step_fn(state, b)  # compile every train bucket first
+    eval_batches = data.eval["validation"]
+    jax.block_until_ready(gen_fn(state.params, eval_batches[0]))
+    for b in eval_batches:  # and every decode bucket
+        jax.block_until_ready(gen_fn(state.params, b))
+    start = time.perf_counter()
+    for b in batches:
+        state, sums = step_fn(state, b)
+    jax.block_until_ready(state)
+    train_s = time.perf_counter() - start
+    tokens = sum(float(b["tgt_len"].sum()) for b in batches)
+    start = time.perf_counter()
+    for b in eval_batches:
+        jax.block_until_ready(gen_fn(state.params, b))
+    decode_s = time.perf_counter() - start
+    sentences = sum(int((b["tgt_len"] > 0).sum()) for b in eval_batches)
+    return {
+        "score": score + (" (dec 256)" if score in SAME_SIZE else ""),
+        "decoder": decoder,
+        "train tok/s": tokens / train_s,
+        "decode sent/s": sentences / decode_s,
+        "compile s": step_fn.compile_seconds + gen_fn.compile_seconds,
+        "train MiB": max(peak_mib(p) for p in step_fn.programs.values()),
+    }
+
+
+def main():
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--scores", default=",".join(SCORE_NAMES))
+    parser.add_argument("--decoders", default="bahdanau,luong")
+    parser.add_argument("--steps", type=int, default=200, help="timed train steps per config")
+    args = parser.parse_args()
+    print(f"jax {jax.__version__} on {jax.devices()[0].platform}, {jax.device_count()} device(s)")
+    header = "| score | decoder | train tok/s | decode sent/s | compile s | train MiB |"
+    print(header + "\n|---|---|---:|---:|---:|---:|", flush=True)
+    for decoder in args.decoders.split(","):
+        for score in args.scores.split(","):
+            r = bench_one(score, decoder, args.steps)
+            print(
+                f"| {r['score']} | {r['decoder']} | {r['train tok/s']:,.0f} | "
+                f"{r['decode sent/s']:,.0f} | {r['compile s']:.1f} | {r['train MiB']:.1f} |",
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    main()
