@@ -49,18 +49,19 @@ class Encoded(NamedTuple):
     prepared: the score's precomputation of the keys (e.g. `H W_k: [S, A]`); None for `none`.
     mask: `[S]` bool, True on real source positions.
     final: `[d_k]` encoder final state.
-    context_proj: `[S, P]` the values already multiplied by the weights that consume the context
-      inside the recurrence (Bahdanau: the context rows of the RNN input matrix, `P = G*H`;
-      Luong: the context rows of `W_c`, `P = H`). Since `c_t W = sum_i alpha_ti (h_i W)`, a step
-      then costs `S*P` instead of `d_k*P` and the result is the same. For the `none` score it is
-      `[1, P]`: the fixed summary's projection.
+    context_proj: a tuple of `[S, H]` arrays: the values already multiplied by the weights that
+      consume the context inside the recurrence (Bahdanau: the context rows of the RNN input
+      matrix, one array per gate; Luong: the context rows of `W_c`, one array). Since
+      `c_t W = sum_i alpha_ti (h_i W)`, a step then costs `S*H` per array instead of `d_k*H`, with
+      the same result. For the `none` score the arrays are `[1, H]`: the fixed summary's
+      projection.
     """
 
     keys: jnp.ndarray
     prepared: object
     mask: jnp.ndarray
     final: jnp.ndarray
-    context_proj: jnp.ndarray
+    context_proj: tuple
 
 
 class DecoderCell(nn.Module):
@@ -110,18 +111,17 @@ class DecoderCell(nn.Module):
     def uses_feed(self) -> bool:
         return self.flow == "luong" and self.input_feeding
 
-    def _context_weights(self):
-        """The rows of the matrix that multiplies the context inside the recurrence."""
+    def _project_context(self, values):
+        """`values: [n, d_k]` times the weights that take the context inside the recurrence."""
         if self.flow == "bahdanau":
-            return self.rnn["W_i"][self.embed_dim :]
-        return self.W_c[: self.key_dim]
+            return rnn.split_gates(self.cell, values @ self.rnn["W_i"][self.embed_dim :])
+        return (values @ self.W_c[: self.key_dim],)
 
     def prepare(self, keys, mask, final) -> Encoded:
         """Per-sequence work before the first step: key and context projections."""
-        weights = self._context_weights()
         if self.scorer is None:
-            return Encoded(keys, None, mask, final, (final @ weights)[None])
-        return Encoded(keys, self.scorer.prepare(keys), mask, final, keys @ weights)
+            return Encoded(keys, None, mask, final, self._project_context(final[None]))
+        return Encoded(keys, self.scorer.prepare(keys), mask, final, self._project_context(keys))
 
     def initial_carry(self, enc: Encoded) -> dict:
         """The decoder carry before the first target token."""
@@ -140,41 +140,45 @@ class DecoderCell(nn.Module):
         return {"rnn": rnn.initial_carry(self.cell, h0), "feed": feed}
 
     def embed_tokens(self, tokens):
-        """`tokens: [...]` int -> `(emb [..., E], emb_proj [..., G*H])`.
+        """`tokens: [...]` int -> `(emb [..., E], emb_proj: G x [..., H])`.
 
-        `emb_proj = emb W_i[:E] + b_i` is the embedding's share of the RNN input (hoisted out of
-        the scan in teacher forcing).
+        `emb_proj = emb W_i[:E] + b_i`, per gate, is the embedding's share of the RNN input
+        (hoisted out of the scan in teacher forcing).
         """
         emb = self.embed(tokens)
-        return emb, emb @ self.rnn["W_i"][: self.embed_dim] + self.rnn["b_i"]
+        proj = emb @ self.rnn["W_i"][: self.embed_dim] + self.rnn["b_i"]
+        return emb, rnn.split_gates(self.cell, proj)
 
     def _weights_and_projected_context(self, query, enc: Encoded):
-        """`alpha [S]` and `c_t W = alpha (H W)` (the fixed summary's projection for `none`)."""
+        """`alpha [S]` and `c_t W = alpha (H W)` per array (the summary's projection for `none`)."""
         if self.scorer is None:
-            return jnp.zeros(enc.mask.shape, jnp.float32), enc.context_proj[0]
+            return jnp.zeros(enc.mask.shape, jnp.float32), tuple(p[0] for p in enc.context_proj)
         alpha = masked_softmax(self.scorer(query, enc.prepared), enc.mask)
-        return alpha, alpha.astype(enc.context_proj.dtype) @ enc.context_proj
+        return alpha, tuple(alpha.astype(p.dtype) @ p for p in enc.context_proj)
 
     def step(self, carry: dict, emb_proj: jnp.ndarray, enc: Encoded):
-        """The recurrent part of one step; `emb_proj: [G*H]` from `embed_tokens`.
+        """The recurrent part of one step; `emb_proj: G x [H]` from `embed_tokens`.
 
-        Returns `(carry, (output [H], alpha [S]))`.
+        Returns `(carry, (output [H], alpha [S]))`. Every activation stays a per-gate array:
+        slicing one gate-stacked activation inside the loop is slow on XLA:CPU (see rnn.py).
         """
+        gate_params = rnn.gates(self.cell, self.rnn)
         if self.flow == "bahdanau":  # attend with s_{t-1}, then the RNN on [emb; c_t]
             s_prev = rnn.carry_output(self.cell, carry["rnn"])
             alpha, context_in = self._weights_and_projected_context(s_prev, enc)
-            x_proj = emb_proj + context_in
-            rnn_carry = rnn.cell_step(self.cell, self.rnn, carry["rnn"], x_proj)
+            x_proj = tuple(e + c for e, c in zip(emb_proj, context_in, strict=True))
+            rnn_carry = rnn.cell_step(self.cell, gate_params, carry["rnn"], x_proj)
             return {"rnn": rnn_carry, "feed": carry["feed"]}, (
                 rnn.carry_output(self.cell, rnn_carry),
                 alpha,
             )
         x_proj = emb_proj  # Luong: the RNN first, on [emb; h~_{t-1}] ...
         if self.uses_feed:
-            x_proj = x_proj + carry["feed"] @ self.rnn["W_i"][self.embed_dim :]
-        rnn_carry = rnn.cell_step(self.cell, self.rnn, carry["rnn"], x_proj)
+            feed_weights = rnn.split_gates(self.cell, self.rnn["W_i"][self.embed_dim :])
+            x_proj = tuple(e + carry["feed"] @ w for e, w in zip(x_proj, feed_weights, strict=True))
+        rnn_carry = rnn.cell_step(self.cell, gate_params, carry["rnn"], x_proj)
         s = rnn.carry_output(self.cell, rnn_carry)
-        alpha, context_c = self._weights_and_projected_context(s, enc)  # ... then attend with s_t
+        alpha, (context_c,) = self._weights_and_projected_context(s, enc)  # ... then attend
         h_tilde = context_c + s @ self.W_c[self.key_dim :]  # W_c [c_t; s_t]
         if self.attentional_tanh:
             h_tilde = jnp.tanh(h_tilde)
