@@ -51,7 +51,8 @@ def _require_same_dims(name: str, query_dim: int, key_dim: int) -> None:
 
 
 class Score(nn.Module):
-    """Interface: `prepare(keys [S, d_k]) -> prepared`, `__call__(query [d_q], prepared) -> [S]`."""
+    """Base of every score: `prepare(keys [S, d_k]) -> prepared` once per sequence, then
+    `__call__(query [d_q], prepared) -> e [S]` (float32) at every decoder step."""
 
     query_dim: int
     key_dim: int
@@ -59,9 +60,6 @@ class Score(nn.Module):
     def prepare(self, keys: jnp.ndarray) -> Any:
         """Per-sequence precomputation on `keys: [S, d_k]`; default: the keys themselves."""
         return keys
-
-    def __call__(self, query: jnp.ndarray, prepared: Any) -> jnp.ndarray:
-        raise NotImplementedError  # every registered score overrides this
 
 
 class Dot(Score):

@@ -303,7 +303,9 @@ def train_and_evaluate(config, workdir: str) -> dict:
     """
     wall_start = time.perf_counter()
     run = setup_run(config, workdir)
-    writer = writers.create_writer(workdir, config.train.tensorboard, resume_step=run.start_step)
+    # A run without a checkpoint starts a clean log; a resumed one drops lines past its step.
+    resume_step = run.start_step or 0
+    writer = writers.create_writer(workdir, config.train.tensorboard, resume_step=resume_step)
     summary = {"num_params": num_params(run.state.params)}
     try:
         train_seconds, train_tokens = train_loop(run, writer)

@@ -9,8 +9,8 @@ equal query and key sizes (dot, scaled_dot, concat_shared) run with decoder hidd
 bidirectional key size) and are marked so. Columns:
 - train tok/s: real target tokens (end token included) per second of training steps, after
   every program has been compiled.
-- decode sent/s: validation sentences per second of greedy decoding (batch 64, to the end token
-  or the target's padded length), after compilation.
+- decode sent/s: validation sentences per second of greedy decoding (batch 64, or
+  `--decode-batch`; to the end token or the target's padded length), after compilation.
 - compile s: seconds compiling the train programs (one per length bucket) + the decoder.
 - train MiB: XLA's peak buffer size of the largest train program (arguments + temporaries).
 """
@@ -30,11 +30,11 @@ from attnlab.scores import SCORE_NAMES
 SAME_SIZE = ("dot", "scaled_dot", "concat_shared")
 
 
-def bench_config(score: str, decoder: str):
+def bench_config(score: str, decoder: str, decode_batch: int = 64):
     c = default_config()
     c.data.task, c.data.min_len, c.data.max_len = "reverse", 5, 30
     c.data.num_long, c.data.num_train, c.data.num_valid = 0, 12800, 1024
-    c.data.batch_size, c.data.eval_batch_size, c.data.bucket_step = 64, 64, 16
+    c.data.batch_size, c.data.eval_batch_size, c.data.bucket_step = 64, decode_batch, 16
     c.model.embed_dim, c.model.encoder.hidden_dim = 64, 128
     c.model.decoder, c.model.score = decoder, score
     c.model.decoder_hidden_dim = 256 if score in SAME_SIZE else 128
@@ -47,8 +47,8 @@ def peak_mib(compiled) -> float:
     return (m.argument_size_in_bytes + m.temp_size_in_bytes + m.output_size_in_bytes) / 2**20
 
 
-def bench_one(score: str, decoder: str, steps: int) -> dict:
-    c = bench_config(score, decoder)
+def bench_one(score: str, decoder: str, steps: int, decode_batch: int) -> dict:
+    c = bench_config(score, decoder, decode_batch)
     data = get_datasets(c.data, c.seed)
     model = models.build_model(c.model, data.src_vocab.size, data.tgt_vocab.size)
     tx, _ = train.create_optimizer(c.optim, steps)
@@ -90,13 +90,18 @@ def main():
     parser.add_argument("--scores", default=",".join(SCORE_NAMES))
     parser.add_argument("--decoders", default="bahdanau,luong")
     parser.add_argument("--steps", type=int, default=200, help="timed train steps per config")
+    parser.add_argument("--decode-batch", type=int, default=64, help="greedy decoding batch size")
     args = parser.parse_args()
-    print(f"jax {jax.__version__} on {jax.devices()[0].platform}, {jax.device_count()} device(s)")
+    platform = jax.devices()[0].platform
+    print(
+        f"jax {jax.__version__} on {platform}, {jax.device_count()} device(s), "
+        f"train batch 64, decode batch {args.decode_batch}, {args.steps} timed steps"
+    )
     header = "| score | decoder | train tok/s | decode sent/s | compile s | train MiB |"
     print(header + "\n|---|---|---:|---:|---:|---:|", flush=True)
     for decoder in args.decoders.split(","):
         for score in args.scores.split(","):
-            r = bench_one(score, decoder, args.steps)
+            r = bench_one(score, decoder, args.steps, args.decode_batch)
             print(
                 f"| {r['score']} | {r['decoder']} | {r['train tok/s']:,.0f} | "
                 f"{r['decode sent/s']:,.0f} | {r['compile s']:.1f} | {r['train MiB']:.1f} |",
