@@ -7,6 +7,8 @@ The only module that defines flags. Any config field can be overridden with
 
 from __future__ import annotations
 
+import logging as py_logging
+import os
 import sys
 
 from absl import app, flags, logging
@@ -15,6 +17,7 @@ from ml_collections import config_flags
 from attnlab.config import ConfigError
 
 COMMANDS = ("train",)
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config",
@@ -23,6 +26,13 @@ _CONFIG = config_flags.DEFINE_config_file(
     lock_config=True,
 )
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for this run's outputs.")
+
+
+class _QuietLibraries(py_logging.Filter):
+    """Keeps attnlab's progress lines and every warning; drops other libraries' INFO chatter."""
+
+    def filter(self, record: py_logging.LogRecord) -> bool:
+        return record.levelno >= py_logging.WARNING or record.pathname.startswith(_PACKAGE_DIR)
 
 
 def main(argv: list[str]) -> int:
@@ -34,6 +44,7 @@ def main(argv: list[str]) -> int:
         raise app.UsageError("both --config and --workdir are required")
     from attnlab import train  # after flag parsing: keeps --help fast
 
+    logging.get_absl_handler().addFilter(_QuietLibraries())
     try:
         summary = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
     except ConfigError as err:

@@ -3,8 +3,10 @@
     python -m attnlab train --config=configs/copy.py --workdir=runs/copy
     python -m attnlab train --config=configs/copy.py:quick --workdir=runs/copy_quick
 
-The gold alignment is the diagonal. `:quick` (lengths 3-10, 600 steps) reaches
-eval/seq_accuracy >= 0.95 and eval/align_accuracy >= 0.9 in both decoder orders.
+The gold alignment is the diagonal. Measured with `:quick` (seed 0, 2-core CPU, ~25 s):
+Bahdanau/additive eval/seq_accuracy 0.992, eval/align_accuracy 0.988; Luong/general 0.984 and
+0.997; the no-attention baseline 0.562. On the unseen lengths 11-15 (eval_long/seq_accuracy)
+Luong/general keeps 0.691, Bahdanau/additive 0.180, the baseline 0.004.
 """
 
 from attnlab.config import default_config, quick

@@ -3,8 +3,10 @@
     python -m attnlab train --config=configs/reverse.py --workdir=runs/reverse
     python -m attnlab train --config=configs/reverse.py:quick --workdir=runs/reverse_quick
 
-The gold alignment is the anti-diagonal. `:quick` (lengths 3-10, 600 steps) reaches
-eval/seq_accuracy >= 0.95 and eval/align_accuracy >= 0.9 in both decoder orders.
+The gold alignment is the anti-diagonal. Measured with `:quick` (seed 0, 2-core CPU, ~25 s):
+Bahdanau/additive eval/seq_accuracy 0.992, eval/align_accuracy 0.998; Luong/general 0.984 and
+0.997; the no-attention baseline 0.449. On the unseen lengths 11-15 (eval_long/seq_accuracy)
+Luong/general keeps 0.633, Bahdanau/additive 0.109, the baseline 0.000.
 """
 
 from attnlab.config import default_config, quick

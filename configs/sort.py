@@ -3,8 +3,11 @@
     python -m attnlab train --config=configs/sort.py --workdir=runs/sort
     python -m attnlab train --config=configs/sort.py:quick --workdir=runs/sort_quick
 
-The gold alignment is the stable sorting permutation. `:quick` (lengths 3-10, 600 steps) reaches
-eval/seq_accuracy >= 0.95 and eval/align_accuracy >= 0.9 in both decoder orders.
+The gold alignment is the stable sorting permutation; with repeated symbols any of their
+positions would do, so align_accuracy stays well below 1. Measured with `:quick` (seed 0,
+2-core CPU, ~20 s): Bahdanau/additive eval/seq_accuracy 0.969 (align 0.703); Luong/general
+0.836 (align 0.719); the no-attention baseline 0.996: sorting needs only the symbol counts,
+which the final encoder state holds, so attention does not help here.
 """
 
 from attnlab.config import default_config, quick
