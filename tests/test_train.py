@@ -60,7 +60,9 @@ def test_no_attention_baseline_is_worse_on_the_longer_split(converged):
     for order in ("bahdanau", "luong"):
         attn = converged[order][1]
         assert none["eval_long/seq_accuracy"] < attn["eval_long/seq_accuracy"] - 0.1
-        assert none["eval_long/loss"] > attn["eval_long/loss"]
+        assert none["eval_long/token_accuracy"] < attn["eval_long/token_accuracy"]
+        # (Not the loss: on unseen lengths an attention model can be right more often and still
+        # have the higher loss, being confidently wrong where it errs.)
     assert "eval/align_accuracy" not in none  # no weights, so no alignment to score
 
 
