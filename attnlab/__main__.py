@@ -1,8 +1,12 @@
-"""Command line: `python -m attnlab train --config=configs/reverse.py --workdir=runs/reverse`.
+"""Command line: `python -m attnlab {train,sweep,compare}`; the only module that defines flags.
 
-The only module that defines flags. Any config field can be overridden with
-`--config.<section>.<field>=value`; a config file may take an argument after a colon
-(`--config=configs/reverse.py:quick`).
+    python -m attnlab train --config=configs/reverse.py --workdir=runs/reverse
+    python -m attnlab sweep --config=configs/sweeps/scores.py --workdir=runs/scores
+    python -m attnlab compare runs/scores
+
+Any config field can be overridden with `--config.<section>.<field>=value` (for a sweep the
+override applies to every trial); a config file may take an argument after a colon
+(`--config=configs/reverse.py:quick`). Exit code 2 means bad input (the message says what to fix).
 """
 
 from __future__ import annotations
@@ -11,13 +15,15 @@ import logging as py_logging
 import os
 import sys
 
+import ml_collections
 from absl import app, flags, logging
 from ml_collections import config_flags
 
 from attnlab.config import ConfigError
 
-COMMANDS = ("train",)
+COMMANDS = ("train", "sweep", "compare")
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+FLAGS = flags.FLAGS
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config",
@@ -25,7 +31,15 @@ _CONFIG = config_flags.DEFINE_config_file(
     "Path to a config file, e.g. configs/reverse.py or configs/reverse.py:quick.",
     lock_config=True,
 )
-_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for this run's outputs.")
+_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for the run's (or sweep's) outputs.")
+_SWEEP = config_flags.DEFINE_config_dict(
+    "sweep",
+    ml_collections.ConfigDict({"parallel": 1, "index": -1, "dry_run": False}),
+    "sweep: `parallel` trials at once; `index` >= 0 runs only that trial (one job of a job "
+    "array); `dry_run` lists the trials.",
+)
+_METRIC = flags.DEFINE_string("metric", "eval/seq_accuracy", "compare: metric that picks the best")
+_OUT = flags.DEFINE_string("out", None, "compare: report directory (default: <first DIR>/report)")
 
 
 class _QuietLibraries(py_logging.Filter):
@@ -35,28 +49,90 @@ class _QuietLibraries(py_logging.Filter):
         return record.levelno >= py_logging.WARNING or record.pathname.startswith(_PACKAGE_DIR)
 
 
-def main(argv: list[str]) -> int:
-    if len(argv) != 2 or argv[1] not in COMMANDS:
-        raise app.UsageError(
-            f"usage: python -m attnlab {{{','.join(COMMANDS)}}} --config=... --workdir=..."
-        )
-    if _CONFIG.value is None or _WORKDIR.value is None:
-        raise app.UsageError("both --config and --workdir are required")
+def _train() -> int:
     from attnlab import train  # after flag parsing: keeps --help fast
 
-    logging.get_absl_handler().addFilter(_QuietLibraries())
-    try:
-        summary = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
-    except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except train.NonFiniteLossError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    summary = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
     keys = sorted(k for k in summary if k.startswith(("eval", "test")))
-    logging.info("done: %s", {k: round(summary[k], 4) for k in keys})
     print("\n".join(f"{k}: {summary[k]:.4f}" for k in keys))
     return 0
+
+
+def _sweep() -> int:
+    from attnlab import sweep
+
+    path = config_flags.get_config_filename(FLAGS["config"])
+    overrides = config_flags.get_override_values(FLAGS["config"])
+    common = {k: v for k, v in _flatten(overrides).items()}
+    trials = sweep.load_sweep(path)
+    if _SWEEP.value.dry_run:
+        for t in trials:
+            print(f"{t.index:4d}  {t.name}  {dict(common, **t.overrides)}")
+        return 0
+    index = _SWEEP.value.index if _SWEEP.value.index >= 0 else None
+
+    def progress(trial, all_trials):
+        done = sum(t.status == "completed" for t in all_trials)
+        failed = sum(t.status == "failed" for t in all_trials)
+        left = len(all_trials) - done - failed
+        note = f" ({trial.error})" if trial.status == "failed" else ""
+        print(
+            f"[{done} done, {failed} failed, {left} left] {trial.name}: {trial.status}{note}",
+            flush=True,
+        )
+
+    trials = sweep.run_sweep(
+        path, _WORKDIR.value, _SWEEP.value.parallel, index, progress, common_overrides=common
+    )
+    failed = [t for t in trials if t.status == "failed"]
+    print(
+        f"{len(trials) - len(failed)} of {len(trials)} trials completed; status in "
+        f"{os.path.join(_WORKDIR.value, sweep.STATUS_FILE)}"
+    )
+    return 1 if failed else 0
+
+
+def _flatten(tree, prefix=""):
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _compare(directories: list[str]) -> int:
+    from attnlab import compare
+
+    print(compare.compare(directories, _OUT.value, best_metric=_METRIC.value), end="")
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) < 2 or argv[1] not in COMMANDS:
+        raise app.UsageError(f"usage: python -m attnlab {{{','.join(COMMANDS)}}} ...")
+    command, rest = argv[1], argv[2:]
+    if command == "compare":
+        if not rest:
+            raise app.UsageError("usage: python -m attnlab compare DIR [DIR...]")
+    elif rest or _CONFIG.value is None or _WORKDIR.value is None:
+        raise app.UsageError(f"usage: python -m attnlab {command} --config=FILE --workdir=DIR")
+    logging.get_absl_handler().addFilter(_QuietLibraries())
+    from attnlab.train import NonFiniteLossError
+
+    try:
+        if command == "train":
+            return _train()
+        if command == "sweep":
+            return _sweep()
+        return _compare(rest)
+    except (ConfigError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except NonFiniteLossError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
 
 
 def run() -> None:

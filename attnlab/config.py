@@ -257,11 +257,17 @@ def load_config(spec: str) -> ml_collections.ConfigDict:
     `get_config`.
     """
     path, _, arg = spec.partition(":")
+    module = load_config_module(path)
+    if not hasattr(module, "get_config"):
+        raise ConfigError(f"config file '{path}' defines no get_config()")
+    return module.get_config(arg) if arg else module.get_config()
+
+
+def load_config_module(path: str):
+    """Executes the config file at `path` (and nothing else) and returns it as a module."""
     if not os.path.isfile(path):
         raise ConfigError(f"config file '{path}' not found")
     module_spec = importlib.util.spec_from_file_location("_attnlab_config", path)
     module = importlib.util.module_from_spec(module_spec)
     module_spec.loader.exec_module(module)
-    if not hasattr(module, "get_config"):
-        raise ConfigError(f"config file '{path}' defines no get_config()")
-    return module.get_config(arg) if arg else module.get_config()
+    return module

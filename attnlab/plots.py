@@ -87,10 +87,13 @@ def plot_curves(
     path: str | os.PathLike,
     ylabel: str,
     title: str | None = None,
+    bands: Mapping[str, Sequence[float]] | None = None,
 ) -> None:
     """Save a line plot of learning curves as a PNG at `path`.
 
     `series` maps a legend label to `(steps, values)` of equal length; the x axis is the step.
+    `bands` optionally maps a label to half-widths drawn as a shaded band `values ± band`
+    (e.g. the standard error over seeds).
     """
     fig = Figure(figsize=(7.0, 4.5))
     ax = fig.add_subplot()
@@ -102,7 +105,10 @@ def plot_curves(
                 "1-D and of equal length"
             )
         # A lone point draws no line segment; a marker keeps it visible.
-        ax.plot(steps, values, label=str(label), marker="o" if steps.size == 1 else None)
+        (line,) = ax.plot(steps, values, label=str(label), marker="o" if steps.size == 1 else None)
+        if bands and label in bands:
+            half = np.asarray(bands[label], dtype=np.float64)
+            ax.fill_between(steps, values - half, values + half, color=line.get_color(), alpha=0.2)
     ax.set_xlabel("step")
     ax.set_ylabel(ylabel)
     ax.grid(True, alpha=0.3)

@@ -1,0 +1,204 @@
+"""Sweeps: a config file's `get_sweep()` expanded into trials, each a plain training process.
+
+`get_sweep()` returns either a dict of axes, `{"model.score": [...], "seed": [0, 1, 2]}`
+(their product, in the order given), or a list of override dicts (one per trial). Each trial
+runs `python -m attnlab train --config=<same file> --config.<key>=<value> ...` in its own work
+directory `<sweep workdir>/<name>`, named from its overrides. Because trials are ordinary
+processes with their own directories, a sweep can run locally (`parallel` at a time), one trial
+per job of a scheduler's job array (`index`), or on any other executor.
+
+Re-running a sweep skips trials whose `summary.json` says completed and re-runs failed or
+interrupted ones, which resume from their own checkpoints. A failing trial is recorded with the
+tail of its log; the others go on. The status of every trial is kept in `sweep.json`.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import hashlib
+import itertools
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+
+from attnlab.config import ConfigError, load_config_module
+from attnlab.writers import write_json_atomic
+
+STATUS_FILE = "sweep.json"
+_UNSAFE = re.compile(r"[^A-Za-z0-9._=+,-]+")
+_MAX_NAME = 120
+
+
+@dataclass
+class Trial:
+    """One point of a sweep: its overrides, its work directory name, and how it went."""
+
+    index: int
+    name: str
+    overrides: dict
+    status: str = "pending"  # pending | completed | failed
+    error: str = ""
+    seconds: float = 0.0
+
+
+def expand(spec) -> list[dict]:
+    """`get_sweep()`'s value -> a list of override dicts (`{"model.score": "dot", ...}`)."""
+    if isinstance(spec, dict):
+        keys = list(spec)
+        for key in keys:
+            if not isinstance(spec[key], (list, tuple)) or not spec[key]:
+                raise ConfigError(f"sweep axis '{key}' must be a non-empty list, got {spec[key]!r}")
+        return [
+            dict(zip(keys, values, strict=True)) for values in itertools.product(*spec.values())
+        ]
+    if isinstance(spec, (list, tuple)) and all(isinstance(t, dict) for t in spec) and spec:
+        return [dict(t) for t in spec]
+    raise ConfigError("get_sweep() must return a dict of axes or a non-empty list of dicts")
+
+
+def _format(value) -> str:
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def trial_name(overrides: dict) -> str:
+    """A file-system-safe directory name from the overrides, e.g. `score=dot,seed=1`.
+
+    Keys are shortened to their last component unless that is ambiguous; characters other than
+    letters, digits and `._=+,-` become `-`, so a name never holds a path separator or `..`
+    leading anywhere outside the sweep directory.
+    """
+    short = [k.rsplit(".", 1)[-1] for k in overrides]
+    keys = short if len(set(short)) == len(short) else list(overrides)
+    name = ",".join(f"{k}={_format(v)}" for k, v in zip(keys, overrides.values(), strict=True))
+    name = _UNSAFE.sub("-", name).strip(".") or "trial"
+    if len(name) > _MAX_NAME:
+        digest = hashlib.sha1(name.encode()).hexdigest()[:8]  # stable across processes
+        name = name[: _MAX_NAME - 9] + "-" + digest
+    return name
+
+
+def load_sweep(config_path: str) -> list[Trial]:
+    """Trials of `get_sweep([arg])` of `path/to/config.py[:arg]` (names made unique if needed)."""
+    path, _, arg = config_path.partition(":")
+    module = load_config_module(path)
+    if not hasattr(module, "get_sweep"):
+        raise ConfigError(f"config file '{path}' defines no get_sweep(); nothing to sweep")
+    spec = module.get_sweep(arg) if arg else module.get_sweep()
+    trials = [Trial(i, trial_name(o), o) for i, o in enumerate(expand(spec))]
+    names = [t.name for t in trials]
+    for t in trials:
+        if names.count(t.name) > 1:
+            t.name = f"{t.index:03d}-{t.name}"
+    return trials
+
+
+def trial_command(config_path: str, trial: Trial, trial_dir: str, common: dict | None = None):
+    """The training command of one trial; `common` overrides apply to every trial."""
+    merged = dict(common or {}, **trial.overrides)
+    overrides = [f"--config.{k}={_format(v)}" for k, v in merged.items()]
+    return [
+        sys.executable,
+        "-m",
+        "attnlab",
+        "train",
+        f"--config={config_path}",
+        f"--workdir={trial_dir}",
+        *overrides,
+    ]
+
+
+def trial_status(trial_dir: str) -> str:
+    """`completed`, `failed` or `pending`, from the trial's `summary.json`."""
+    try:
+        with open(os.path.join(trial_dir, "summary.json")) as f:
+            return json.load(f).get("status", "pending")
+    except (OSError, ValueError):
+        return "pending"
+
+
+def run_trial(config_path: str, trial: Trial, sweep_dir: str, common: dict | None = None):
+    """Runs one trial as a subprocess (its output goes to `<trial>/train.log`)."""
+    # `common` overrides come from the sweep's own command line.
+    trial_dir = os.path.join(sweep_dir, trial.name)
+    if os.path.commonpath([os.path.abspath(trial_dir), os.path.abspath(sweep_dir)]) != (
+        os.path.abspath(sweep_dir)
+    ):
+        raise ConfigError(f"trial name '{trial.name}' leaves the sweep directory")
+    if trial_status(trial_dir) == "completed":
+        trial.status = "completed"
+        return trial
+    os.makedirs(trial_dir, exist_ok=True)
+    start = time.perf_counter()
+    with open(os.path.join(trial_dir, "train.log"), "w") as log:
+        code = subprocess.call(
+            trial_command(config_path, trial, trial_dir), stdout=log, stderr=subprocess.STDOUT
+        )
+    trial.seconds = time.perf_counter() - start
+    trial.status = "completed" if code == 0 and trial_status(trial_dir) == "completed" else "failed"
+    if trial.status == "failed":
+        trial.error = f"exit code {code}: " + _error_summary(os.path.join(trial_dir, "train.log"))
+    return trial
+
+
+def _error_summary(log_path: str, max_lines: int = 6) -> str:
+    """The last `error:` block of a trial's log (or its last lines), on one line."""
+    with open(log_path) as log:
+        tail = [line.rstrip() for line in log.readlines()[-40:] if line.strip()]
+    starts = [i for i, line in enumerate(tail) if line.lower().startswith("error")]
+    lines = tail[starts[-1] :][:max_lines] if starts else tail[-3:]
+    return " | ".join(line.strip() for line in lines)
+
+
+def run_sweep(
+    config_path: str,
+    sweep_dir: str,
+    parallel: int = 1,
+    index: int | None = None,
+    on_done=None,
+    common_overrides: dict | None = None,
+) -> list[Trial]:
+    """Runs the sweep of `config_path` into `sweep_dir`; returns every trial with its status.
+
+    `parallel`: trials run at once (local processes). `index`: run only that trial (one job of
+    a job array). `on_done(trial, trials)` is called after each trial (progress display).
+    `common_overrides` (`{"train.num_steps": 100}`) apply to every trial.
+    """
+    if parallel < 1:
+        raise ConfigError(f"sweep.parallel={parallel} is invalid: must be >= 1")
+    trials = load_sweep(config_path)
+    if index is not None:
+        if not 0 <= index < len(trials):
+            raise ConfigError(f"sweep.index={index} is invalid: the sweep has {len(trials)} trials")
+        trials = [trials[index]]
+    os.makedirs(sweep_dir, exist_ok=True)
+    for t in trials:
+        if trial_status(os.path.join(sweep_dir, t.name)) == "completed":
+            t.status = "completed"
+    todo = [t for t in trials if t.status != "completed"]
+    _write_status(sweep_dir, config_path, trials)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=parallel) as pool:
+        futures = [
+            pool.submit(run_trial, config_path, t, sweep_dir, common_overrides) for t in todo
+        ]
+        for future in concurrent.futures.as_completed(futures):
+            future.result()
+            _write_status(sweep_dir, config_path, trials)
+            if on_done is not None:
+                on_done(future.result(), trials)
+    return trials
+
+
+def _write_status(sweep_dir: str, config_path: str, trials: list[Trial]) -> None:
+    """`sweep.json`; with a job array each job only knows its own trial, so merge by name."""
+    path = os.path.join(sweep_dir, STATUS_FILE)
+    known = {}
+    if os.path.exists(path):
+        with open(path) as f:
+            known = {t["name"]: t for t in json.load(f).get("trials", [])}
+    known.update({t.name: asdict(t) for t in trials})
+    ordered = sorted(known.values(), key=lambda t: t["index"])
+    write_json_atomic(path, {"config": config_path, "trials": ordered})

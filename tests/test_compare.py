@@ -1,0 +1,87 @@
+"""compare: mean ± CI and the paired test against hand computations; the written report."""
+
+import json
+import math
+import os
+
+import pytest
+from scipy import stats
+
+from attnlab import compare
+
+
+def test_mean_ci_by_hand():
+    mean, half = compare.mean_ci([1.0, 2.0, 3.0, 4.0])
+    sd = math.sqrt(((1.5**2) * 2 + (0.5**2) * 2) / 3)  # sample standard deviation
+    assert mean == 2.5
+    assert half == pytest.approx(3.182446305 * sd / 2.0, rel=1e-6)  # t_{0.975, 3} = 3.1824
+    assert math.isnan(compare.mean_ci([0.7])[1])
+    assert compare.mean_ci([0.7])[0] == 0.7
+
+
+def test_paired_p_value_by_hand():
+    a = {0: 1.0, 1: 2.0, 2: 3.0, 3: 4.0, 9: 100.0}  # seed 9 has no partner: ignored
+    b = {0: 2.0, 1: 2.0, 2: 5.0, 3: 4.5}
+    d = [-1.0, 0.0, -2.0, -0.5]
+    mean = sum(d) / 4
+    sd = math.sqrt(sum((x - mean) ** 2 for x in d) / 3)
+    t = mean / (sd / 2.0)
+    assert compare.paired_p_value(a, b) == pytest.approx(2 * stats.t.sf(abs(t), 3), rel=1e-9)
+    assert compare.paired_p_value({0: 1.0}, {0: 2.0}) != compare.paired_p_value({0: 1.0}, {0: 2.0})
+    assert compare.paired_p_value({0: 1.0, 1: 2.0}, {0: 1.0, 1: 2.0}) == 1.0
+
+
+def _fake_run(root, score, seed, acc):
+    path = os.path.join(root, f"score={score},seed={seed}")
+    os.makedirs(path)
+    config = {"seed": seed, "model": {"score": score, "embed_dim": 32}}
+    json.dump(config, open(os.path.join(path, "config.json"), "w"))
+    summary = {"status": "completed", "eval/seq_accuracy": acc, "eval/loss": 1.0 - acc}
+    json.dump(summary, open(os.path.join(path, "summary.json"), "w"))
+    with open(os.path.join(path, "metrics.jsonl"), "w") as f:
+        for step in (10, 20):
+            f.write(
+                json.dumps(
+                    {
+                        "step": step,
+                        "train/loss": 2.0 / step + seed * 0.01,
+                        "eval/seq_accuracy": acc * step / 20,
+                    }
+                )
+                + "\n"
+            )
+
+
+def test_report_groups_by_variant_and_marks_the_best(tmp_path):
+    accs = {"dot": [0.5, 0.6, 0.7], "general": [0.8, 0.85, 0.9]}
+    for score, values in accs.items():
+        for seed, acc in enumerate(values):
+            _fake_run(str(tmp_path), score, seed, acc)
+    os.makedirs(tmp_path / "unfinished")
+    json.dump({"status": "failed"}, open(tmp_path / "unfinished" / "summary.json", "w"))
+    json.dump({"seed": 0}, open(tmp_path / "unfinished" / "config.json", "w"))
+    table = compare.compare([str(tmp_path)])
+    lines = table.splitlines()
+    general = next(line for line in lines if "score=general" in line)
+    dot = next(line for line in lines if "score=dot" in line)
+    assert "(best)" in general and "(best)" not in dot
+    mean, half = compare.mean_ci(accs["general"])
+    assert f"{mean:.4f} ± {half:.4f}" in general
+    assert "| 3 |" in general  # three seeds; the failed run is not counted
+    p = compare.paired_p_value(dict(enumerate(accs["general"])), dict(enumerate(accs["dot"])))
+    assert dot.rstrip(" |").endswith(f"{p:.3g}")
+    report = tmp_path / "report"
+    for name in (
+        "table.md",
+        "table.csv",
+        "report.md",
+        "curves_train_loss.png",
+        "curves_eval_seq_accuracy.png",
+    ):
+        assert (report / name).stat().st_size > 0
+    assert "score" in (report / "report.md").read_text()
+
+
+def test_no_runs_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no completed runs"):
+        compare.compare([str(tmp_path)])

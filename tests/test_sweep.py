@@ -1,0 +1,124 @@
+"""Sweep expansion, trial names, and a real sweep with a deliberately failing trial."""
+
+import json
+import os
+import textwrap
+
+import pytest
+
+from attnlab import sweep
+from attnlab.config import ConfigError
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_expand_axes_is_the_product_in_order():
+    trials = sweep.expand({"model.score": ["dot", "general"], "seed": [0, 1, 2]})
+    assert len(trials) == 6
+    assert trials[0] == {"model.score": "dot", "seed": 0}
+    assert trials[-1] == {"model.score": "general", "seed": 2}
+
+
+def test_expand_list_and_errors():
+    assert sweep.expand([{"seed": 3}, {"seed": 4}]) == [{"seed": 3}, {"seed": 4}]
+    with pytest.raises(ConfigError, match="non-empty list"):
+        sweep.expand({"seed": []})
+    with pytest.raises(ConfigError, match="dict of axes"):
+        sweep.expand("seed")
+
+
+def test_trial_names_are_file_system_safe_and_stable():
+    assert sweep.trial_name({"model.score": "dot", "seed": 1}) == "score=dot,seed=1"
+    # Ambiguous last components keep the full keys.
+    name = sweep.trial_name({"model.encoder.cell": "gru", "model.decoder_cell": "lstm"})
+    assert name == "cell=gru,decoder_cell=lstm"
+    name = sweep.trial_name({"model.encoder.cell": "gru", "model.x.cell": "lstm"})
+    assert name == "model.encoder.cell=gru,model.x.cell=lstm"
+    for hostile in ("../../etc", "a/b", "..", "x\\y"):
+        name = sweep.trial_name({"data.task": hostile})
+        assert "/" not in name and "\\" not in name and name not in ("", ".", "..")
+    long = {"model.score": "x" * 300}
+    assert len(sweep.trial_name(long)) <= 120
+    assert sweep.trial_name(long) == sweep.trial_name(dict(long))  # no per-process salt
+
+
+def test_scores_sweep_config_has_valid_trials():
+    trials = sweep.load_sweep(os.path.join(REPO, "configs", "sweeps", "scores.py"))
+    assert len(trials) == 80 and len({t.name for t in trials}) == 80
+    from attnlab.config import load_config, validate
+
+    base = os.path.join(REPO, "configs", "sweeps", "scores.py")
+    for t in trials[::7]:
+        config = load_config(base)
+        for key, value in t.overrides.items():
+            section, _, name = key.rpartition(".")
+            target = config
+            for part in section.split(".") if section else []:
+                target = target[part]
+            target[name] = value
+        validate(config)
+
+
+SWEEP_FILE = """
+from attnlab.config import default_config, quick
+
+
+def get_config(arg=None):
+    c = quick(default_config())
+    c.data.num_train, c.data.num_valid, c.data.num_test, c.data.num_long = 256, 32, 32, 32
+    c.data.eval_batch_size = 32
+    c.model.embed_dim = 8
+    c.model.encoder.hidden_dim = c.model.decoder_hidden_dim = c.model.attention.attn_dim = 8
+    c.train.num_steps, c.train.log_every, c.train.eval_every, c.train.ckpt_every = 4, 2, 4, 4
+    c.train.num_heatmaps = 0
+    return c
+
+
+def get_sweep(arg=None):
+    return [
+        {"model.score": "general", "seed": 0},
+        {"model.score": "dot", "seed": 0},  # 8 vs 16 (bidirectional): fails validation
+        {"model.score": "general", "seed": 1},
+    ]
+"""
+
+
+@pytest.fixture
+def fast_subprocesses(monkeypatch, tmp_path_factory):
+    monkeypatch.setenv("JAX_DISABLE_MOST_OPTIMIZATIONS", "true")
+    monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", str(tmp_path_factory.mktemp("sweep_cache")))
+    monkeypatch.setenv("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+
+
+def test_sweep_records_a_failure_goes_on_and_skips_finished_trials(tmp_path, fast_subprocesses):
+    config = tmp_path / "tiny_sweep.py"
+    config.write_text(textwrap.dedent(SWEEP_FILE))
+    out = tmp_path / "sweep"
+    trials = sweep.run_sweep(str(config), str(out), parallel=2)
+    status = {t.name: t.status for t in trials}
+    assert status == {
+        "score=general,seed=0": "completed",
+        "score=dot,seed=0": "failed",
+        "score=general,seed=1": "completed",
+    }
+    failed = next(t for t in trials if t.status == "failed")
+    assert "exit code 2" in failed.error and "dot" in failed.error
+    saved = json.load(open(out / sweep.STATUS_FILE))
+    assert [t["status"] for t in saved["trials"]] == ["completed", "failed", "completed"]
+    done = out / "score=general,seed=0" / "summary.json"
+    before = os.stat(done).st_mtime_ns
+    rerun = sweep.run_sweep(str(config), str(out), parallel=1)
+    assert os.stat(done).st_mtime_ns == before  # finished trials are not redone
+    assert [t.status for t in rerun] == ["completed", "failed", "completed"]
+    assert rerun[0].seconds == 0.0 and rerun[1].seconds > 0.0  # only the failed one ran again
+
+
+def test_sweep_index_runs_one_trial(tmp_path, fast_subprocesses):
+    config = tmp_path / "tiny_sweep.py"
+    config.write_text(textwrap.dedent(SWEEP_FILE))
+    trials = sweep.run_sweep(str(config), str(tmp_path / "s"), index=2)
+    assert [t.name for t in trials] == ["score=general,seed=1"]
+    assert trials[0].status == "completed"
+    assert sorted(os.listdir(tmp_path / "s")) == ["score=general,seed=1", sweep.STATUS_FILE]
+    with pytest.raises(ConfigError, match="has 3 trials"):
+        sweep.run_sweep(str(config), str(tmp_path / "s"), index=3)
