@@ -7,6 +7,9 @@ except `seed` (the variants), and writes to `<first DIR>/report/`:
   Student-t confidence interval of each metric; the best variant (by `--metric`) is marked, and
   every other variant gets the p-value of a paired t-test against it over the seeds both share;
 - `curves_<metric>.png`: learning curves, mean over seeds with a band of ± one standard error;
+- `accuracy_by_length.png`: greedy accuracy against source length, including the lengths of the
+  longer split never seen in training (the analogue of Bahdanau et al. 2015, Fig. 2);
+- `attention_grid.png`: the same validation example's attention under every variant;
 - `report.md` linking them.
 """
 
@@ -206,6 +209,60 @@ def learning_curves(variants: list[Variant], metric: str, path: str) -> bool:
     return True
 
 
+def accuracy_by_length(variants: list[Variant], path: str) -> bool:
+    """Greedy exact-match accuracy against source length, validation and longer split pooled
+    (Bahdanau et al. 2015, Fig. 2); mean ± standard error over seeds; dashed line at the
+    longest training length. False when no run recorded it."""
+    series, bands, train_max = {}, {}, None
+    for v in variants:
+        per_run = []
+        for r in v.runs:
+            table = {}
+            recorded = r.summary.get("seq_accuracy_by_length", {})
+            for prefix in ("eval", "eval_long"):
+                for length, (right, total) in recorded.get(prefix, {}).items():
+                    entry = table.setdefault(int(length), [0, 0])
+                    entry[0], entry[1] = entry[0] + right, entry[1] + total
+            if table:
+                per_run.append({n: right / total for n, (right, total) in table.items()})
+            train_max = r.config.get("data.max_len", train_max)
+        lengths = sorted(set.intersection(*(set(p) for p in per_run))) if per_run else []
+        if lengths:
+            values = np.array([[p[n] for n in lengths] for p in per_run])
+            series[v.label] = (lengths, values.mean(0))
+            if len(values) > 1:
+                bands[v.label] = values.std(0, ddof=1) / math.sqrt(len(values))
+    if not series:
+        return False
+    plots.plot_curves(
+        series,
+        path,
+        ylabel="seq_accuracy (greedy)",
+        xlabel="source length",
+        title="accuracy by source length (dashed: longest training length)",
+        bands=bands,
+        vline=train_max,
+    )
+    return True
+
+
+def attention_grid(variants: list[Variant], path: str, example: int = 0) -> bool:
+    """The same validation example's attention under each variant (its first seed's run)."""
+    panels = []
+    for v in variants:
+        file = os.path.join(v.runs[0].path, "attention", "examples.json")
+        if os.path.exists(file):
+            with open(file) as f:
+                examples = json.load(f)
+            if len(examples) > example:
+                e = examples[example]
+                panels.append((v.label, e["weights"], e["source"], e["output"]))
+    if not panels:
+        return False
+    plots.plot_attention_grid(panels, path)
+    return True
+
+
 def compare(
     directories,
     out_dir: str | None = None,
@@ -239,6 +296,10 @@ def compare(
         "",
         table,
     ]
+    if accuracy_by_length(variants, os.path.join(out_dir, "accuracy_by_length.png")):
+        figures.append(("accuracy by source length", "accuracy_by_length.png"))
+    if attention_grid(variants, os.path.join(out_dir, "attention_grid.png")):
+        figures.append(("attention, validation example 0", "attention_grid.png"))
     report += [f"![{m}]({name})" for m, name in figures]
     _write(os.path.join(out_dir, "report.md"), "\n".join(report) + "\n")
     return table

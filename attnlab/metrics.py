@@ -65,20 +65,13 @@ def alignment_sums(alpha, align, src_len, tgt_len) -> dict:
     }
 
 
-def sequence_sums(tokens, tgt_out, tgt_len) -> dict:
-    """Exact-match sums for generated `tokens: [B, L]` (PAD after the end token).
-
-    A sequence is right when it equals `tgt_out` (end token included) and nothing follows.
-    Rows with `tgt_len == 0` (batch filler) count for nothing.
-    """
+def sequence_correct(tokens, tgt_out, tgt_len) -> jnp.ndarray:
+    """`[B]` bool: the generated `tokens: [B, L]` (PAD after the end token) equal `tgt_out`
+    (end token included) with nothing after it. Rows with `tgt_len == 0` (filler) are False."""
     length = max(tokens.shape[1], tgt_out.shape[1])
     pad = lambda x: jnp.pad(x, ((0, 0), (0, length - x.shape[1])))
     ref = jnp.where(_step_mask(tgt_len, tgt_out.shape[1]), tgt_out, 0)
-    right = jnp.all(pad(tokens) == pad(ref), axis=1) & (tgt_len > 0)
-    return {
-        "seq_correct": jnp.sum(right).astype(jnp.float32),
-        "sequences": jnp.sum(tgt_len > 0).astype(jnp.float32),
-    }
+    return jnp.all(pad(tokens) == pad(ref), axis=1) & (tgt_len > 0)
 
 
 def add(a: dict, b: dict) -> dict:
@@ -106,3 +99,16 @@ def normalize(sums: dict) -> dict:
     if s.get("entropy_steps", 0) > 0:
         out["attention_entropy"] = ratio("entropy_sum", "entropy_steps")
     return out
+
+
+def accuracy_by_length(correct, src_len, tgt_len, table: dict | None = None) -> dict:
+    """Host-side: adds per-row results to `{source length: [correct, total]}` (filler skipped)."""
+    table = {} if table is None else table
+    for right, n, real in zip(
+        np.asarray(correct), np.asarray(src_len), np.asarray(tgt_len) > 0, strict=True
+    ):
+        if real:
+            entry = table.setdefault(int(n), [0, 0])
+            entry[0] += int(right)
+            entry[1] += 1
+    return table

@@ -88,12 +88,15 @@ def plot_curves(
     ylabel: str,
     title: str | None = None,
     bands: Mapping[str, Sequence[float]] | None = None,
+    xlabel: str = "step",
+    vline: float | None = None,
 ) -> None:
     """Save a line plot of learning curves as a PNG at `path`.
 
     `series` maps a legend label to `(steps, values)` of equal length; the x axis is the step.
     `bands` optionally maps a label to half-widths drawn as a shaded band `values ± band`
-    (e.g. the standard error over seeds).
+    (e.g. the standard error over seeds). `vline` draws a dashed vertical line at that x
+    (e.g. the longest training length).
     """
     fig = Figure(figsize=(7.0, 4.5))
     ax = fig.add_subplot()
@@ -109,11 +112,37 @@ def plot_curves(
         if bands and label in bands:
             half = np.asarray(bands[label], dtype=np.float64)
             ax.fill_between(steps, values - half, values + half, color=line.get_color(), alpha=0.2)
-    ax.set_xlabel("step")
+    if vline is not None:
+        ax.axvline(vline, color="gray", linestyle="--", linewidth=1)
+    ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.grid(True, alpha=0.3)
     if len(series) > 1:
         ax.legend()
     if title:
         ax.set_title(title)
+    _save(fig, path)
+
+
+def plot_attention_grid(
+    panels: Sequence[tuple[str, np.ndarray, Sequence[str], Sequence[str]]],
+    path: str | os.PathLike,
+    columns: int = 4,
+) -> None:
+    """Several attention maps side by side: `panels` holds `(title, weights [T, S], source
+    tokens, target tokens)`, e.g. the same validation example under each variant."""
+    if not panels:
+        raise ValueError("plot_attention_grid needs at least one panel")
+    columns = min(columns, len(panels))
+    rows = -(-len(panels) // columns)
+    fig = Figure(figsize=(3.6 * columns, 3.4 * rows))
+    for i, (title, weights, src, tgt) in enumerate(panels):
+        weights = np.asarray(weights, dtype=np.float64)
+        ax = fig.add_subplot(rows, columns, i + 1)
+        ax.imshow(weights, vmin=0.0, vmax=1.0, cmap="viridis", aspect="auto")
+        size = _token_fontsize(max(weights.shape))
+        ax.set_xticks(range(len(src)), [str(t) for t in src], rotation=90, fontsize=size)
+        ax.set_yticks(range(len(tgt)), [str(t) for t in tgt], fontsize=size)
+        ax.set_title(title, fontsize=8)
+    fig.tight_layout()
     _save(fig, path)

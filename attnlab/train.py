@@ -128,15 +128,15 @@ def make_eval_step(model, alignment: bool):
 
 
 def make_generate_step(model):
-    """`generate_step(params, batch) -> (tokens, alpha, length, sums)`: greedy decoding."""
+    """`generate_step(params, batch) -> (tokens, alpha, length, correct [B])`: greedy decoding."""
 
     def generate_step(params, batch):
         max_len = batch["tgt_out"].shape[1]
         tokens, alpha, length = models.generate_batch(
             model, params, batch["src"], batch["src_len"], max_len
         )
-        sums = metrics_lib.sequence_sums(tokens, batch["tgt_out"], batch["tgt_len"])
-        return tokens, alpha, length, sums
+        correct = metrics_lib.sequence_correct(tokens, batch["tgt_out"], batch["tgt_len"])
+        return tokens, alpha, length, correct
 
     return generate_step
 
@@ -163,31 +163,43 @@ class Compiled:
         return program(*args)
 
 
-def evaluate(programs, params, batches, prefix: str) -> tuple[dict, list]:
-    """Metrics of one split under `prefix/`; also returns the per-batch greedy outputs."""
-    total, outputs = {}, []
+def evaluate(programs, params, batches, prefix: str) -> tuple[dict, list, dict]:
+    """Metrics of one split under `prefix/`, the per-batch greedy outputs, and greedy exact
+    matches by source length (`{length: [correct, total]}`)."""
+    total, outputs, by_length = {}, [], {}
     for batch in batches:
         total = metrics_lib.add(total, programs["eval"](params, batch))
-        tokens, alpha, length, seq = programs["generate"](params, batch)
-        total = metrics_lib.add(total, seq)
+        tokens, alpha, length, correct = programs["generate"](params, batch)
+        correct = np.asarray(correct)
+        total = metrics_lib.add(
+            total, {"seq_correct": correct.sum(), "sequences": (batch["tgt_len"] > 0).sum()}
+        )
+        metrics_lib.accuracy_by_length(correct, batch["src_len"], batch["tgt_len"], by_length)
         outputs.append((tokens, alpha, length))
-    return {f"{prefix}/{k}": v for k, v in metrics_lib.normalize(total).items()}, outputs
+    metrics = {f"{prefix}/{k}": v for k, v in metrics_lib.normalize(total).items()}
+    return metrics, outputs, by_length
 
 
-def evaluate_splits(programs, params, data, splits) -> tuple[dict, dict]:
-    results, outputs = {}, {}
+def evaluate_splits(programs, params, data, splits) -> tuple[dict, dict, dict]:
+    """`evaluate` over several splits: merged metrics, outputs and by-length tables by prefix."""
+    results, outputs, by_length = {}, {}, {}
     for split in splits:
         if split in data.eval:
-            metrics, outputs[split] = evaluate(
-                programs, params, data.eval[split], SPLIT_PREFIX[split]
+            prefix = SPLIT_PREFIX[split]
+            metrics, outputs[split], by_length[prefix] = evaluate(
+                programs, params, data.eval[split], prefix
             )
             results.update(metrics)
-    return results, outputs
+    return results, outputs, by_length
 
 
 def draw_heatmaps(workdir: str, data, outputs, count: int) -> list[str]:
-    """PNG heat maps of the greedy attention for the first `count` validation examples."""
-    paths, directory = [], os.path.join(workdir, "attention")
+    """PNG heat maps of the greedy attention for the first `count` validation examples.
+
+    The same examples are saved as data in `attention/examples.json` (source and output tokens,
+    weights `[T, S]`), which `compare` reads to put one example side by side across variants.
+    """
+    paths, examples, directory = [], [], os.path.join(workdir, "attention")
     os.makedirs(directory, exist_ok=True)
     batch = data.eval["validation"][0]
     tokens, alpha, length = (np.asarray(x) for x in outputs["validation"][0])
@@ -196,8 +208,11 @@ def draw_heatmaps(workdir: str, data, outputs, count: int) -> list[str]:
         src = data.src_vocab.decode(batch["src"][row, :src_len], strip=False)
         hyp = data.tgt_vocab.decode(tokens[row, :n], strip=False)
         path = os.path.join(directory, f"validation_{row:02d}.png")
-        plots.plot_attention(alpha[row, :n, :src_len], src, hyp, path, title=f"validation #{row}")
+        weights = alpha[row, :n, :src_len]
+        plots.plot_attention(weights, src, hyp, path, title=f"validation #{row}")
         paths.append(path)
+        examples.append({"source": src, "output": hyp, "weights": weights.tolist()})
+    writers.write_json_atomic(os.path.join(directory, "examples.json"), examples)
     return paths
 
 
@@ -276,7 +291,7 @@ def train_loop(run: Run, writer) -> tuple[float, float]:
             train_tokens += float(window["tokens"])
             record = _train_log_record(window, seconds, run.schedule(step - 1))
             if step % t.eval_every == 0 or step == t.num_steps:
-                evals, _ = evaluate_splits(
+                evals, _, _ = evaluate_splits(
                     run.programs, run.state.params, run.data, ("validation", "long")
                 )
                 record.update(evals)
@@ -316,7 +331,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
     finally:
         run.ckpt.wait()
         writer.flush()
-    final, outputs = evaluate_splits(
+    final, outputs, by_length = evaluate_splits(
         run.programs, run.state.params, run.data, ("validation", "long", "test")
     )
     heatmaps = draw_heatmaps(workdir, run.data, outputs, config.train.num_heatmaps)
@@ -330,6 +345,8 @@ def train_and_evaluate(config, workdir: str) -> dict:
             "compiled_programs": {k: len(p.programs) for k, p in run.programs.items()},
             "wall_seconds": time.perf_counter() - wall_start,
             "attention_maps": [os.path.relpath(p, workdir) for p in heatmaps],
+            # greedy exact matches per source length: {prefix: {length: [correct, total]}}
+            "seq_accuracy_by_length": by_length,
         }
     )
     writers.write_json_atomic(os.path.join(workdir, "summary.json"), summary)

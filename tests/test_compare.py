@@ -36,7 +36,22 @@ def _fake_run(root, score, seed, acc):
     os.makedirs(path)
     config = {"seed": seed, "model": {"score": score, "embed_dim": 32}}
     json.dump(config, open(os.path.join(path, "config.json"), "w"))
-    summary = {"status": "completed", "eval/seq_accuracy": acc, "eval/loss": 1.0 - acc}
+    summary = {
+        "status": "completed",
+        "eval/seq_accuracy": acc,
+        "eval/loss": 1.0 - acc,
+        "seq_accuracy_by_length": {
+            "eval": {"3": [3, 4], "4": [2, 4]},
+            "eval_long": {"5": [int(acc * 10), 10]},
+        },
+    }
+    os.makedirs(os.path.join(path, "attention"))
+    example = {
+        "source": ["a", "b"],
+        "output": ["b", "a", "</s>"],
+        "weights": [[0.0, 1.0], [1.0, 0.0], [0.5, 0.5]],
+    }
+    json.dump([example], open(os.path.join(path, "attention", "examples.json"), "w"))
     json.dump(summary, open(os.path.join(path, "summary.json"), "w"))
     with open(os.path.join(path, "metrics.jsonl"), "w") as f:
         for step in (10, 20):
@@ -77,9 +92,12 @@ def test_report_groups_by_variant_and_marks_the_best(tmp_path):
         "report.md",
         "curves_train_loss.png",
         "curves_eval_seq_accuracy.png",
+        "accuracy_by_length.png",
+        "attention_grid.png",
     ):
         assert (report / name).stat().st_size > 0
-    assert "score" in (report / "report.md").read_text()
+    text = (report / "report.md").read_text()
+    assert "score" in text and "accuracy_by_length.png" in text and "attention_grid.png" in text
 
 
 def test_no_runs_is_a_clear_error(tmp_path):

@@ -109,3 +109,30 @@ def test_cli_misspelt_field_is_refused(tmp_path):
     )
     assert result.returncode != 0
     assert "scor" in result.stderr
+
+
+def test_cli_sweep_dry_run_lists_every_trial_with_common_overrides(tmp_path):
+    result = _cli(
+        "sweep",
+        "--config=configs/sweeps/scores.py",
+        f"--workdir={tmp_path}",
+        "--sweep.dry_run=true",
+        "--config.train.num_steps=50",
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 80
+    assert "decoder=luong,score=general,seed=4" in result.stdout
+    assert all("'train.num_steps': 50" in line for line in lines)
+    assert not os.listdir(tmp_path)  # a dry run writes nothing
+
+
+def test_cli_compare_without_runs_exits_2(tmp_path):
+    result = _cli("compare", str(tmp_path))
+    assert result.returncode == 2
+    assert "no completed runs" in result.stderr
+
+
+def test_cli_unknown_command_is_a_usage_error():
+    result = _cli("evaluate")
+    assert result.returncode != 0 and "train,sweep,compare" in result.stderr

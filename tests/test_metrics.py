@@ -47,7 +47,7 @@ def test_entropy_is_zero_for_one_hot_and_one_for_uniform():
     assert float(sums["entropy_steps"]) == 2
 
 
-def test_sequence_sums_need_the_end_token_and_nothing_after():
+def test_sequence_correct_needs_the_end_token_and_nothing_after():
     tgt_out = jnp.array([[5, 6, 2, 0], [5, 6, 2, 0], [5, 6, 2, 0], [0, 0, 0, 0]])
     tgt_len = jnp.array([3, 3, 3, 0])  # the last row is batch filler
     tokens = jnp.array(
@@ -58,8 +58,10 @@ def test_sequence_sums_need_the_end_token_and_nothing_after():
             [5, 2, 0, 0, 0],  # filler row: ignored whatever it holds
         ]
     )
-    sums = metrics.sequence_sums(tokens, tgt_out, tgt_len)
-    assert float(sums["seq_correct"]) == 1 and float(sums["sequences"]) == 3
+    correct = metrics.sequence_correct(tokens, tgt_out, tgt_len)
+    assert np.asarray(correct).tolist() == [True, False, False, False]
+    table = metrics.accuracy_by_length(correct, np.array([2, 2, 5, 0]), tgt_len)
+    assert table == {2: [1, 2], 5: [0, 1]}  # the filler row is not counted
 
 
 def test_add_and_normalize_are_exact_over_batches():

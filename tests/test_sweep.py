@@ -6,7 +6,7 @@ import textwrap
 
 import pytest
 
-from attnlab import sweep
+from attnlab import compare, sweep
 from attnlab.config import ConfigError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -70,7 +70,7 @@ def get_config(arg=None):
     c.model.embed_dim = 8
     c.model.encoder.hidden_dim = c.model.decoder_hidden_dim = c.model.attention.attn_dim = 8
     c.train.num_steps, c.train.log_every, c.train.eval_every, c.train.ckpt_every = 4, 2, 4, 4
-    c.train.num_heatmaps = 0
+    c.train.num_heatmaps = 1
     return c
 
 
@@ -111,6 +111,11 @@ def test_sweep_records_a_failure_goes_on_and_skips_finished_trials(tmp_path, fas
     assert os.stat(done).st_mtime_ns == before  # finished trials are not redone
     assert [t.status for t in rerun] == ["completed", "failed", "completed"]
     assert rerun[0].seconds == 0.0 and rerun[1].seconds > 0.0  # only the failed one ran again
+    # compare reads the real work directories: two seeds of one variant, the failure left out.
+    table = compare.compare([str(out)])
+    assert "| 2 |" in table
+    for name in ("accuracy_by_length.png", "attention_grid.png", "curves_train_loss.png"):
+        assert (out / "report" / name).stat().st_size > 0
 
 
 def test_sweep_index_runs_one_trial(tmp_path, fast_subprocesses):
