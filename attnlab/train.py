@@ -25,8 +25,8 @@ import numpy as np
 import optax
 from absl import logging
 
+from attnlab import devices, models, plots, writers
 from attnlab import metrics as metrics_lib
-from attnlab import models, plots, writers
 from attnlab.checkpoints import Checkpointer
 from attnlab.config import validate
 from attnlab.data.pipeline import get_datasets
@@ -163,13 +163,14 @@ class Compiled:
         return program(*args)
 
 
-def evaluate(programs, params, batches, prefix: str) -> tuple[dict, list, dict]:
+def evaluate(programs, params, batches, prefix: str, mesh) -> tuple[dict, list, dict]:
     """Metrics of one split under `prefix/`, the per-batch greedy outputs, and greedy exact
     matches by source length (`{length: [correct, total]}`)."""
     total, outputs, by_length = {}, [], {}
     for batch in batches:
-        total = metrics_lib.add(total, programs["eval"](params, batch))
-        tokens, alpha, length, correct = programs["generate"](params, batch)
+        sharded = devices.shard_batch(batch, mesh)
+        total = metrics_lib.add(total, programs["eval"](params, sharded))
+        tokens, alpha, length, correct = programs["generate"](params, sharded)
         correct = np.asarray(correct)
         total = metrics_lib.add(
             total, {"seq_correct": correct.sum(), "sequences": (batch["tgt_len"] > 0).sum()}
@@ -180,14 +181,14 @@ def evaluate(programs, params, batches, prefix: str) -> tuple[dict, list, dict]:
     return metrics, outputs, by_length
 
 
-def evaluate_splits(programs, params, data, splits) -> tuple[dict, dict, dict]:
+def evaluate_splits(programs, params, data, splits, mesh) -> tuple[dict, dict, dict]:
     """`evaluate` over several splits: merged metrics, outputs and by-length tables by prefix."""
     results, outputs, by_length = {}, {}, {}
     for split in splits:
         if split in data.eval:
             prefix = SPLIT_PREFIX[split]
             metrics, outputs[split], by_length[prefix] = evaluate(
-                programs, params, data.eval[split], prefix
+                programs, params, data.eval[split], prefix, mesh
             )
             results.update(metrics)
     return results, outputs, by_length
@@ -237,10 +238,10 @@ def _train_log_record(sums: dict, seconds: float, learning_rate: float) -> dict:
 class Run:
     """The pieces of one run that the loop needs (built by `setup_run`)."""
 
-    def __init__(self, config, workdir, data, model, tx, schedule, state, ckpt, start_step):
+    def __init__(self, config, workdir, data, model, tx, schedule, state, ckpt, start_step, mesh):
         self.config, self.workdir, self.data, self.model = config, workdir, data, model
         self.tx, self.schedule, self.state, self.ckpt = tx, schedule, state, ckpt
-        self.start_step = start_step
+        self.start_step, self.mesh = start_step, mesh
         alignment = config.model.score != "none"
         self.programs = {
             "train": Compiled(make_train_step(model, tx), donate_argnums=(0,)),
@@ -256,18 +257,22 @@ class Run:
 def setup_run(config, workdir: str) -> Run:
     """Validates the config, builds data/model/optimiser, and restores the latest checkpoint."""
     validate(config)
+    mesh = devices.make_mesh()
+    devices.check_batch_sizes(
+        mesh, batch_size=config.data.batch_size, eval_batch_size=config.data.eval_batch_size
+    )
     os.makedirs(workdir, exist_ok=True)
     data = get_datasets(config.data, config.seed)
     model = models.build_model(config.model, data.src_vocab.size, data.tgt_vocab.size)
     tx, schedule = create_optimizer(config.optim, config.train.num_steps)
-    state = create_train_state(model, tx, config.seed)
+    state = devices.replicate(create_train_state(model, tx, config.seed), mesh)
     ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), config.train.max_to_keep)
     start_step = ckpt.latest_step()
     if start_step is not None:
         state, _ = ckpt.restore(state)
         logging.info("resumed from the checkpoint at step %d", start_step)
     writers.write_json_atomic(os.path.join(workdir, "config.json"), config.to_dict())
-    return Run(config, workdir, data, model, tx, schedule, state, ckpt, start_step)
+    return Run(config, workdir, data, model, tx, schedule, state, ckpt, start_step, mesh)
 
 
 def train_loop(run: Run, writer) -> tuple[float, float]:
@@ -280,7 +285,8 @@ def train_loop(run: Run, writer) -> tuple[float, float]:
     window, window_start, window_compile = {}, time.perf_counter(), run.compile_seconds
     train_seconds, train_tokens = 0.0, 0.0
     while step < t.num_steps:
-        run.state, sums = run.programs["train"](run.state, run.data.train.batch(step))
+        batch = devices.shard_batch(run.data.train.batch(step), run.mesh)
+        run.state, sums = run.programs["train"](run.state, batch)
         window = metrics_lib.add(window, sums)
         step += 1
         if step % t.log_every == 0 or step == t.num_steps:
@@ -292,7 +298,7 @@ def train_loop(run: Run, writer) -> tuple[float, float]:
             record = _train_log_record(window, seconds, run.schedule(step - 1))
             if step % t.eval_every == 0 or step == t.num_steps:
                 evals, _, _ = evaluate_splits(
-                    run.programs, run.state.params, run.data, ("validation", "long")
+                    run.programs, run.state.params, run.data, ("validation", "long"), run.mesh
                 )
                 record.update(evals)
             writer.write_scalars(step, record)
@@ -332,7 +338,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
         run.ckpt.wait()
         writer.flush()
     final, outputs, by_length = evaluate_splits(
-        run.programs, run.state.params, run.data, ("validation", "long", "test")
+        run.programs, run.state.params, run.data, ("validation", "long", "test"), run.mesh
     )
     heatmaps = draw_heatmaps(workdir, run.data, outputs, config.train.num_heatmaps)
     summary.update(final)
