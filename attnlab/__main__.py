@@ -19,7 +19,7 @@ import ml_collections
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from attnlab.config import ConfigError
+from attnlab.config import ConfigError, flatten
 
 COMMANDS = ("train", "sweep", "compare")
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
@@ -63,7 +63,7 @@ def _sweep() -> int:
 
     path = config_flags.get_config_filename(FLAGS["config"])
     overrides = config_flags.get_override_values(FLAGS["config"])
-    common = {k: v for k, v in _flatten(overrides).items()}
+    common = flatten(overrides)
     trials = sweep.load_sweep(path)
     if _SWEEP.value.dry_run:
         for t in trials:
@@ -90,16 +90,6 @@ def _sweep() -> int:
         f"{os.path.join(_WORKDIR.value, sweep.STATUS_FILE)}"
     )
     return 1 if failed else 0
-
-
-def _flatten(tree, prefix=""):
-    out = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            out.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
 
 
 def _compare(directories: list[str]) -> int:

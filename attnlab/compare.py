@@ -26,6 +26,7 @@ import numpy as np
 from scipy import stats
 
 from attnlab import plots
+from attnlab.config import flatten
 from attnlab.writers import read_jsonl
 
 DEFAULT_METRICS = (
@@ -48,16 +49,6 @@ class RunRecord:
     summary: dict
 
 
-def _flatten(tree: dict, prefix: str = "") -> dict:
-    out = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            out.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
 def find_runs(directories) -> list[RunRecord]:
     """Every completed run under `directories` (sorted by path)."""
     runs = []
@@ -69,7 +60,7 @@ def find_runs(directories) -> list[RunRecord]:
                 if summary.get("status") != "completed":
                     continue
                 with open(os.path.join(root, "config.json")) as f:
-                    config = _flatten(json.load(f))
+                    config = flatten(json.load(f))
                 runs.append(RunRecord(root, config, summary))
     return sorted(runs, key=lambda r: r.path)
 

@@ -87,7 +87,7 @@ def default_config() -> ml_collections.ConfigDict:
     t.ckpt_every = 1000  # orbax checkpoint; a re-run resumes from the latest one
     t.max_to_keep = 2  # checkpoints kept
     t.num_heatmaps = 4  # validation examples drawn to attention/*.png at the end
-    t.tensorboard = False  # also write TensorBoard events to workdir/tb
+    t.tensorboard = True  # also write TensorBoard events (scalars + hparams) to workdir/tb
     return c
 
 
@@ -271,3 +271,14 @@ def load_config_module(path: str):
     module = importlib.util.module_from_spec(module_spec)
     module_spec.loader.exec_module(module)
     return module
+
+
+def flatten(tree: dict, prefix: str = "") -> dict:
+    """Nested dict -> dotted keys: `{"model": {"score": "dot"}}` -> `{"model.score": "dot"}`."""
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out

@@ -28,7 +28,7 @@ from absl import logging
 from attnlab import devices, models, plots, writers
 from attnlab import metrics as metrics_lib
 from attnlab.checkpoints import Checkpointer
-from attnlab.config import validate
+from attnlab.config import flatten, validate
 from attnlab.data.pipeline import get_datasets
 
 # Metric-name prefix of each evaluated split (a contract: compare and later tools read these).
@@ -356,6 +356,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
         }
     )
     writers.write_json_atomic(os.path.join(workdir, "summary.json"), summary)
+    writer.write_hparams(flatten(config.to_dict()), final)
     writer.close()
     run.ckpt.close()
     return summary

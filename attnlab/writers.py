@@ -108,6 +108,10 @@ class MetricWriter:
         """Record the scalar metrics `scalars` at training step `step`."""
         raise NotImplementedError
 
+    def write_hparams(self, hparams: Mapping[str, Any], metrics: Mapping[str, float]) -> None:
+        """Record the run's hyper-parameters with its final metrics (default: nothing; the JSONL
+        log has the resolved config beside it in `config.json`)."""
+
     def flush(self) -> None:
         """Push buffered records to storage."""
 
@@ -207,6 +211,16 @@ class TensorBoardWriter(MetricWriter):
         for name, value in scalars.items():
             self._writer.add_scalar(str(name), float(np.asarray(value)), global_step=int(step))
 
+    def write_hparams(self, hparams: Mapping[str, Any], metrics: Mapping[str, float]) -> None:
+        """The TensorBoard HParams view: scalar/str hyper-parameters and final metrics."""
+        simple = {str(k): v for k, v in hparams.items() if isinstance(v, (bool, int, float, str))}
+        finite = {
+            str(k): float(v)
+            for k, v in metrics.items()
+            if isinstance(v, (int, float)) and np.isfinite(v)
+        }
+        self._writer.add_hparams(simple, finite, name="hparams")
+
     def flush(self) -> None:
         """Flush pending events to the event file."""
         self._writer.flush()
@@ -228,6 +242,11 @@ class MultiWriter(MetricWriter):
         """Write `scalars` at `step` to every writer."""
         for w in self.writers:
             w.write_scalars(step, scalars)
+
+    def write_hparams(self, hparams: Mapping[str, Any], metrics: Mapping[str, float]) -> None:
+        """Forward the hyper-parameters and final metrics to each writer."""
+        for writer in self.writers:
+            writer.write_hparams(hparams, metrics)
 
     def flush(self) -> None:
         """Flush every writer."""

@@ -96,6 +96,13 @@ def test_work_directory_contract(converged):
     assert saved["compiled_programs"]["train"] == 1  # one length bucket -> one train program
     assert Checkpointer(os.path.join(workdir, "checkpoints"), 2).latest_step() == 600
     assert len(saved["attention_maps"]) == 4
+    tb = os.path.join(workdir, "tb")
+    assert any(f.startswith("events.out.tfevents") for f in os.listdir(tb))
+    assert any(f.startswith("events.out.tfevents") for f in os.listdir(os.path.join(tb, "hparams")))
+    by_length = saved["seq_accuracy_by_length"]
+    assert sorted(int(n) for n in by_length["eval"]) == list(range(3, 11))  # training lengths
+    assert sorted(int(n) for n in by_length["eval_long"]) == list(range(11, 16))
+    assert sum(total for _, total in by_length["eval"].values()) == 256  # every example once
     for path in saved["attention_maps"]:
         with open(os.path.join(workdir, path), "rb") as f:
             assert f.read(8) == b"\x89PNG\r\n\x1a\n"
