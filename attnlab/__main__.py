@@ -71,19 +71,28 @@ def _sweep() -> int:
         return 0
     index = _SWEEP.value.index if _SWEEP.value.index >= 0 else None
 
+    from attnlab.progress import Progress
+
+    bar = Progress(1 if index is not None else len(trials), label="sweep")
+
     def progress(trial, all_trials):
         done = sum(t.status == "completed" for t in all_trials)
         failed = sum(t.status == "failed" for t in all_trials)
-        left = len(all_trials) - done - failed
-        note = f" ({trial.error})" if trial.status == "failed" else ""
-        print(
-            f"[{done} done, {failed} failed, {left} left] {trial.name}: {trial.status}{note}",
-            flush=True,
+        if trial.status == "failed":  # failures are always reported, terminal or not
+            print(f"\nfailed: {trial.name}: {trial.error}", file=sys.stderr, flush=True)
+        bar.update(
+            done + failed,
+            force=True,
+            done=done,
+            failed=failed,
+            left=len(all_trials) - done - failed,
+            last=trial.name,
         )
 
     trials = sweep.run_sweep(
         path, _WORKDIR.value, _SWEEP.value.parallel, index, progress, common_overrides=common
     )
+    bar.close()
     failed = [t for t in trials if t.status == "failed"]
     print(
         f"{len(trials) - len(failed)} of {len(trials)} trials completed; status in "

@@ -30,6 +30,7 @@ from attnlab import metrics as metrics_lib
 from attnlab.checkpoints import Checkpointer
 from attnlab.config import flatten, validate
 from attnlab.data.pipeline import get_datasets
+from attnlab.progress import Progress
 
 # Metric-name prefix of each evaluated split (a contract: compare and later tools read these).
 SPLIT_PREFIX = {"validation": "eval", "long": "eval_long", "test": "test"}
@@ -284,6 +285,7 @@ def train_loop(run: Run, writer) -> tuple[float, float]:
     step = int(run.state.step)
     window, window_start, window_compile = {}, time.perf_counter(), run.compile_seconds
     train_seconds, train_tokens = 0.0, 0.0
+    bar, shown = Progress(t.num_steps, start=step, label="train"), {}
     while step < t.num_steps:
         batch = devices.shard_batch(run.data.train.batch(step), run.mesh)
         run.state, sums = run.programs["train"](run.state, batch)
@@ -303,11 +305,14 @@ def train_loop(run: Run, writer) -> tuple[float, float]:
                 record.update(evals)
             writer.write_scalars(step, record)
             logging.info("step %d: %s", step, _brief(record))
+            shown = {"loss": record["train/loss"], "tok/s": record["train/tokens_per_sec"]}
             window, window_start, window_compile = {}, time.perf_counter(), run.compile_seconds
         if step % t.ckpt_every == 0 or step == t.num_steps:
             if window:  # never checkpoint a state whose recent steps were not checked
                 _check_finite(jax.device_get(window), step - int(window["updates"]) + 1, step)
             run.ckpt.save(step, run.state, {"step": step})
+        bar.update(step, **shown)
+    bar.close()
     return train_seconds, train_tokens
 
 
