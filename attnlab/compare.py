@@ -57,8 +57,8 @@ def find_runs(directories) -> list[RunRecord]:
             if "summary.json" in files and "config.json" in files:
                 with open(os.path.join(root, "summary.json")) as f:
                     summary = json.load(f)
-                if summary.get("status") != "completed":
-                    continue
+                if summary.get("status") != "completed" or "seed_dirs" in summary:
+                    continue  # unfinished, or the container of a several-seed run
                 with open(os.path.join(root, "config.json")) as f:
                     config = flatten(json.load(f))
                 runs.append(RunRecord(root, config, summary))

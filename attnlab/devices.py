@@ -34,9 +34,10 @@ def check_batch_sizes(mesh: Mesh, **sizes: int) -> None:
             )
 
 
-def shard_batch(batch: dict, mesh: Mesh) -> dict:
-    """Places every `[B, ...]` array of `batch` split along `B` over the mesh."""
-    sharding = NamedSharding(mesh, PartitionSpec(DATA_AXIS))
+def shard_batch(batch: dict, mesh: Mesh, batch_axis: int = 0) -> dict:
+    """Places every array of `batch` split along its batch axis (`batch_axis`: 1 for a stack of
+    per-seed batches `[K, B, ...]`) over the mesh."""
+    sharding = NamedSharding(mesh, PartitionSpec(*([None] * batch_axis), DATA_AXIS))
     return {k: jax.device_put(v, sharding) for k, v in batch.items()}
 
 

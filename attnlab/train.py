@@ -5,9 +5,14 @@ batch shape (a handful of length buckets) with the state buffers donated. Batche
 function of the step (`TrainStream.batch(step)`) and the state carries everything else, so a run
 resumed from a checkpoint continues exactly as an uninterrupted one.
 
+`num_seeds = K` trains K independently initialised models in one compiled program: every leaf of
+the state has a leading seed axis and the step is `jax.vmap`-ed over it (the batch shared, or one
+per seed with `seed_batches = "independent"`).
+
 Work directory: `config.json` (resolved config), `metrics.jsonl` (one line per log/eval step),
 `summary.json` (final figures), `checkpoints/` (orbax), `attention/*.png` (heat maps),
-`tb/` (TensorBoard events, when `train.tensorboard`).
+`tb/` (TensorBoard events). With several seeds, each seed's log, summary, heat maps and events
+go to `seed_<s>/` (with a `config.json` for that seed alone) and the checkpoints stay on top.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from attnlab import devices, models, plots, writers
 from attnlab import metrics as metrics_lib
 from attnlab.checkpoints import Checkpointer
 from attnlab.config import flatten, validate
-from attnlab.data.pipeline import get_datasets
+from attnlab.data.pipeline import TrainStream, get_datasets, stack_batches
 from attnlab.progress import Progress
 
 # Metric-name prefix of each evaluated split (a contract: compare and later tools read these).
@@ -73,16 +78,30 @@ def create_optimizer(optim_cfg, num_steps: int):
     return opt, schedule
 
 
-def create_train_state(model, tx, seed: int) -> TrainState:
-    """Initialises parameters (jitted: much faster than eager init) and optimiser state."""
+def create_train_state(model, tx, seed: int, init=None) -> TrainState:
+    """Initialises parameters (jitted: much faster than eager init) and optimiser state.
+
+    `init`: a jitted `models.init_params` to reuse (one compile for many seeds)."""
     rng = jax.random.key(seed)
-    params = jax.jit(functools.partial(models.init_params, model))(jax.random.fold_in(rng, 0))
+    init = init or jax.jit(functools.partial(models.init_params, model))
+    params = init(jax.random.fold_in(rng, 0))
     return TrainState(
         step=jnp.array(0, jnp.int32),
         params=params,
         opt_state=tx.init(params),
         rng=jax.random.key_data(jax.random.fold_in(rng, 1)),
     )
+
+
+def create_train_states(model, tx, seeds) -> TrainState:
+    """One train state per seed, stacked along a leading seed axis (`[K, ...]` leaves).
+
+    Seed `s`'s slice is exactly `create_train_state(model, tx, s)`: K models initialised
+    independently, trained together by a vmapped step.
+    """
+    init = jax.jit(functools.partial(models.init_params, model))
+    states = [create_train_state(model, tx, s, init) for s in seeds]
+    return jax.tree.map(lambda *leaves: jnp.stack(leaves), *states)
 
 
 def num_params(params) -> int:
@@ -164,47 +183,63 @@ class Compiled:
         return program(*args)
 
 
-def evaluate(programs, params, batches, prefix: str, mesh) -> tuple[dict, list, dict]:
-    """Metrics of one split under `prefix/`, the per-batch greedy outputs, and greedy exact
-    matches by source length (`{length: [correct, total]}`)."""
-    total, outputs, by_length = {}, [], {}
+def seed_slice(tree, k: int):
+    """Seed `k` of a tree whose leaves carry a leading seed axis."""
+    return jax.tree.map(lambda x: x[k], tree)
+
+
+def evaluate(programs, params, batches, prefix: str, mesh, num_seeds: int):
+    """Evaluates every seed's model on one split.
+
+    Returns per seed (lists of length `num_seeds`) the metrics under `prefix/` and the greedy
+    exact matches by source length (`{length: [correct, total]}`), plus the per-batch greedy
+    outputs `(tokens, alpha, length)` with a leading seed axis.
+    """
+    totals, by_length, outputs = [{} for _ in range(num_seeds)], [{} for _ in range(num_seeds)], []
     for batch in batches:
         sharded = devices.shard_batch(batch, mesh)
-        total = metrics_lib.add(total, programs["eval"](params, sharded))
+        sums = jax.device_get(programs["eval"](params, sharded))
         tokens, alpha, length, correct = programs["generate"](params, sharded)
         correct = np.asarray(correct)
-        total = metrics_lib.add(
-            total, {"seq_correct": correct.sum(), "sequences": (batch["tgt_len"] > 0).sum()}
-        )
-        metrics_lib.accuracy_by_length(correct, batch["src_len"], batch["tgt_len"], by_length)
+        for k in range(num_seeds):
+            seq = {"seq_correct": correct[k].sum(), "sequences": (batch["tgt_len"] > 0).sum()}
+            totals[k] = metrics_lib.add(metrics_lib.add(totals[k], seed_slice(sums, k)), seq)
+            metrics_lib.accuracy_by_length(
+                correct[k], batch["src_len"], batch["tgt_len"], by_length[k]
+            )
         outputs.append((tokens, alpha, length))
-    metrics = {f"{prefix}/{k}": v for k, v in metrics_lib.normalize(total).items()}
+    metrics = [{f"{prefix}/{n}": v for n, v in metrics_lib.normalize(t).items()} for t in totals]
     return metrics, outputs, by_length
 
 
-def evaluate_splits(programs, params, data, splits, mesh) -> tuple[dict, dict, dict]:
-    """`evaluate` over several splits: merged metrics, outputs and by-length tables by prefix."""
-    results, outputs, by_length = {}, {}, {}
+def evaluate_splits(run: Run, splits) -> tuple[list, dict, list]:
+    """`evaluate` over several splits: per seed merged metrics and `{prefix: by-length}`, and the
+    outputs by split."""
+    k = run.num_seeds
+    results, outputs, by_length = [{} for _ in range(k)], {}, [{} for _ in range(k)]
     for split in splits:
-        if split in data.eval:
+        if split in run.data.eval:
             prefix = SPLIT_PREFIX[split]
-            metrics, outputs[split], by_length[prefix] = evaluate(
-                programs, params, data.eval[split], prefix, mesh
+            metrics, outputs[split], tables = evaluate(
+                run.programs, run.state.params, run.data.eval[split], prefix, run.mesh, k
             )
-            results.update(metrics)
+            for seed in range(k):
+                results[seed].update(metrics[seed])
+                by_length[seed][prefix] = tables[seed]
     return results, outputs, by_length
 
 
-def draw_heatmaps(workdir: str, data, outputs, count: int) -> list[str]:
+def draw_heatmaps(workdir: str, data, outputs, count: int, seed: int = 0) -> list[str]:
     """PNG heat maps of the greedy attention for the first `count` validation examples.
 
     The same examples are saved as data in `attention/examples.json` (source and output tokens,
     weights `[T, S]`), which `compare` reads to put one example side by side across variants.
+    `seed` picks the model along the seed axis of `outputs`.
     """
     paths, examples, directory = [], [], os.path.join(workdir, "attention")
     os.makedirs(directory, exist_ok=True)
     batch = data.eval["validation"][0]
-    tokens, alpha, length = (np.asarray(x) for x in outputs["validation"][0])
+    tokens, alpha, length = (np.asarray(x)[seed] for x in outputs["validation"][0])
     for row in range(min(count, int(np.sum(batch["tgt_len"] > 0)))):
         src_len, n = int(batch["src_len"][row]), int(length[row])
         src = data.src_vocab.decode(batch["src"][row, :src_len], strip=False)
@@ -218,13 +253,13 @@ def draw_heatmaps(workdir: str, data, outputs, count: int) -> list[str]:
     return paths
 
 
-def _check_finite(sums: dict, first_step: int, last_step: int) -> None:
+def _check_finite(sums: dict, first_step: int, last_step: int, seed: int) -> None:
     loss = float(sums["loss_sum"]) / max(float(sums["tokens"]), 1.0)
     if not math.isfinite(loss) or not math.isfinite(float(sums["grad_norm_sum"])):
         raise NonFiniteLossError(
-            f"non-finite training loss or gradient between steps {first_step} and {last_step}; "
-            "the last checkpoint before this range is kept. Lower optim.learning_rate or set "
-            "optim.grad_clip_norm."
+            f"non-finite training loss or gradient (seed {seed}) between steps {first_step} and "
+            f"{last_step}; the last checkpoint before this range is kept. Lower "
+            "optim.learning_rate or set optim.grad_clip_norm."
         )
 
 
@@ -237,22 +272,50 @@ def _train_log_record(sums: dict, seconds: float, learning_rate: float) -> dict:
 
 
 class Run:
-    """The pieces of one run that the loop needs (built by `setup_run`)."""
+    """The pieces of one run that the loop needs (built by `setup_run`).
+
+    `seeds`: the K model seeds trained together; `run_dirs`: where each seed's log, summary and
+    heat maps go (the work directory itself for one seed, `seed_<s>/` below it for several).
+    """
 
     def __init__(self, config, workdir, data, model, tx, schedule, state, ckpt, start_step, mesh):
         self.config, self.workdir, self.data, self.model = config, workdir, data, model
         self.tx, self.schedule, self.state, self.ckpt = tx, schedule, state, ckpt
         self.start_step, self.mesh = start_step, mesh
+        self.seeds = [config.seed + k for k in range(config.num_seeds)]
+        self.num_seeds = len(self.seeds)
+        self.run_dirs = (
+            [workdir]
+            if self.num_seeds == 1
+            else [os.path.join(workdir, f"seed_{s}") for s in self.seeds]
+        )
+        self.independent = config.seed_batches == "independent" and self.num_seeds > 1
+        self.streams = (
+            [
+                TrainStream(data.train.examples, data.train.batch_size, data.train.bucket_step, s)
+                for s in self.seeds
+            ]
+            if self.independent
+            else [data.train]
+        )
         alignment = config.model.score != "none"
+        step_fn = jax.vmap(make_train_step(model, tx), in_axes=(0, 0 if self.independent else None))
         self.programs = {
-            "train": Compiled(make_train_step(model, tx), donate_argnums=(0,)),
-            "eval": Compiled(make_eval_step(model, alignment)),
-            "generate": Compiled(make_generate_step(model)),
+            "train": Compiled(step_fn, donate_argnums=(0,)),
+            "eval": Compiled(jax.vmap(make_eval_step(model, alignment), in_axes=(0, None))),
+            "generate": Compiled(jax.vmap(make_generate_step(model), in_axes=(0, None))),
         }
 
     @property
     def compile_seconds(self) -> float:
         return sum(p.compile_seconds for p in self.programs.values())
+
+    def train_batch(self, step: int) -> dict:
+        """The step's batch on the devices: shared by every seed, or one per seed (stacked)."""
+        if not self.independent:
+            return devices.shard_batch(self.streams[0].batch(step), self.mesh)
+        stacked = stack_batches([s.batch(step) for s in self.streams])
+        return devices.shard_batch(stacked, self.mesh, batch_axis=1)
 
 
 def setup_run(config, workdir: str) -> Run:
@@ -266,50 +329,66 @@ def setup_run(config, workdir: str) -> Run:
     data = get_datasets(config.data, config.seed)
     model = models.build_model(config.model, data.src_vocab.size, data.tgt_vocab.size)
     tx, schedule = create_optimizer(config.optim, config.train.num_steps)
-    state = devices.replicate(create_train_state(model, tx, config.seed), mesh)
+    seeds = [config.seed + k for k in range(config.num_seeds)]
+    state = devices.replicate(create_train_states(model, tx, seeds), mesh)
     ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), config.train.max_to_keep)
     start_step = ckpt.latest_step()
     if start_step is not None:
         state, _ = ckpt.restore(state)
         logging.info("resumed from the checkpoint at step %d", start_step)
     writers.write_json_atomic(os.path.join(workdir, "config.json"), config.to_dict())
-    return Run(config, workdir, data, model, tx, schedule, state, ckpt, start_step, mesh)
+    run = Run(config, workdir, data, model, tx, schedule, state, ckpt, start_step, mesh)
+    if run.num_seeds > 1:  # each seed's directory reads as a one-seed run with that seed
+        for seed, run_dir in zip(run.seeds, run.run_dirs, strict=True):
+            single = config.to_dict()
+            single["seed"], single["num_seeds"] = seed, 1
+            os.makedirs(run_dir, exist_ok=True)
+            writers.write_json_atomic(os.path.join(run_dir, "config.json"), single)
+    return run
 
 
-def train_loop(run: Run, writer) -> tuple[float, float]:
-    """Trains from the state's step to `train.num_steps`.
+def train_loop(run: Run, writer_list) -> tuple[float, float]:
+    """Trains from the state's step to `train.num_steps`, one writer per seed.
 
-    Returns `(seconds, target tokens)` spent in training steps (compiles and evals excluded).
+    Returns `(seconds, target tokens per seed)` spent in training steps (compiles and evals
+    excluded).
     """
     t = run.config.train
-    step = int(run.state.step)
+    step = int(run.state.step[0])
     window, window_start, window_compile = {}, time.perf_counter(), run.compile_seconds
     train_seconds, train_tokens = 0.0, 0.0
     bar, shown = Progress(t.num_steps, start=step, label="train"), {}
     while step < t.num_steps:
-        batch = devices.shard_batch(run.data.train.batch(step), run.mesh)
-        run.state, sums = run.programs["train"](run.state, batch)
+        run.state, sums = run.programs["train"](run.state, run.train_batch(step))
         window = metrics_lib.add(window, sums)
         step += 1
         if step % t.log_every == 0 or step == t.num_steps:
             window = jax.device_get(window)
-            _check_finite(window, step - int(window["updates"]) + 1, step)
+            first = step - int(window["updates"][0]) + 1
+            for k, seed in enumerate(run.seeds):
+                _check_finite(seed_slice(window, k), first, step, seed)
             seconds = time.perf_counter() - window_start - (run.compile_seconds - window_compile)
             train_seconds += seconds
-            train_tokens += float(window["tokens"])
-            record = _train_log_record(window, seconds, run.schedule(step - 1))
+            train_tokens += float(window["tokens"][0])
+            records = [
+                _train_log_record(seed_slice(window, k), seconds, run.schedule(step - 1))
+                for k in range(run.num_seeds)
+            ]
             if step % t.eval_every == 0 or step == t.num_steps:
-                evals, _, _ = evaluate_splits(
-                    run.programs, run.state.params, run.data, ("validation", "long"), run.mesh
-                )
-                record.update(evals)
-            writer.write_scalars(step, record)
-            logging.info("step %d: %s", step, _brief(record))
-            shown = {"loss": record["train/loss"], "tok/s": record["train/tokens_per_sec"]}
+                evals, _, _ = evaluate_splits(run, ("validation", "long"))
+                for record, metrics in zip(records, evals, strict=True):
+                    record.update(metrics)
+            for writer, record in zip(writer_list, records, strict=True):
+                writer.write_scalars(step, record)
+            logging.info("step %d: %s", step, _brief(records[0]))
+            shown = {"loss": records[0]["train/loss"], "tok/s": records[0]["train/tokens_per_sec"]}
             window, window_start, window_compile = {}, time.perf_counter(), run.compile_seconds
         if step % t.ckpt_every == 0 or step == t.num_steps:
             if window:  # never checkpoint a state whose recent steps were not checked
-                _check_finite(jax.device_get(window), step - int(window["updates"]) + 1, step)
+                window = jax.device_get(window)
+                first = step - int(window["updates"][0]) + 1
+                for k, seed in enumerate(run.seeds):
+                    _check_finite(seed_slice(window, k), first, step, seed)
             run.ckpt.save(step, run.state, {"step": step})
         bar.update(step, **shown)
     bar.close()
@@ -322,7 +401,8 @@ def _brief(record: dict) -> str:
 
 
 def train_and_evaluate(config, workdir: str) -> dict:
-    """Trains and evaluates one model; writes the work directory; returns the summary.
+    """Trains and evaluates `config.num_seeds` models; writes the work directory; returns the
+    summary (for several seeds: the top-level summary, with each seed's under `"per_seed"`).
 
     Re-running in the same `workdir` resumes from the latest checkpoint (a finished run only
     re-evaluates). Raises `ConfigError` for a bad config before doing any work.
@@ -331,37 +411,49 @@ def train_and_evaluate(config, workdir: str) -> dict:
     run = setup_run(config, workdir)
     # A run without a checkpoint starts a clean log; a resumed one drops lines past its step.
     resume_step = run.start_step or 0
-    writer = writers.create_writer(workdir, config.train.tensorboard, resume_step=resume_step)
-    summary = {"num_params": num_params(run.state.params)}
+    writer_list = [
+        writers.create_writer(d, config.train.tensorboard, resume_step=resume_step)
+        for d in run.run_dirs
+    ]
     try:
-        train_seconds, train_tokens = train_loop(run, writer)
+        train_seconds, train_tokens = train_loop(run, writer_list)
     except NonFiniteLossError as err:
-        summary.update(status="failed", reason=str(err), step=int(run.ckpt.latest_step() or 0))
-        writers.write_json_atomic(os.path.join(workdir, "summary.json"), summary)
+        failed = {"status": "failed", "reason": str(err), "step": int(run.ckpt.latest_step() or 0)}
+        writers.write_json_atomic(os.path.join(workdir, "summary.json"), failed)
         raise
     finally:
         run.ckpt.wait()
-        writer.flush()
-    final, outputs, by_length = evaluate_splits(
-        run.programs, run.state.params, run.data, ("validation", "long", "test"), run.mesh
-    )
-    heatmaps = draw_heatmaps(workdir, run.data, outputs, config.train.num_heatmaps)
-    summary.update(final)
-    summary.update(
-        {
-            "status": "completed",
-            "step": int(run.state.step),
-            "train/tokens_per_sec": train_tokens / train_seconds if train_seconds > 0 else None,
-            "compile_seconds": run.compile_seconds,
-            "compiled_programs": {k: len(p.programs) for k, p in run.programs.items()},
-            "wall_seconds": time.perf_counter() - wall_start,
-            "attention_maps": [os.path.relpath(p, workdir) for p in heatmaps],
-            # greedy exact matches per source length: {prefix: {length: [correct, total]}}
-            "seq_accuracy_by_length": by_length,
-        }
-    )
-    writers.write_json_atomic(os.path.join(workdir, "summary.json"), summary)
-    writer.write_hparams(flatten(config.to_dict()), final)
-    writer.close()
+        for writer in writer_list:
+            writer.flush()
+    final, outputs, by_length = evaluate_splits(run, ("validation", "long", "test"))
+    common = {
+        "status": "completed",
+        "step": int(run.state.step[0]),
+        "num_params": num_params(seed_slice(run.state.params, 0)),
+        "compile_seconds": run.compile_seconds,
+        "compiled_programs": {k: len(p.programs) for k, p in run.programs.items()},
+        "wall_seconds": time.perf_counter() - wall_start,
+    }
+    per_seed = []
+    for k, (run_dir, writer) in enumerate(zip(run.run_dirs, writer_list, strict=True)):
+        heatmaps = draw_heatmaps(run_dir, run.data, outputs, config.train.num_heatmaps, seed=k)
+        summary = dict(common, **final[k])
+        summary["train/tokens_per_sec"] = train_tokens / train_seconds if train_seconds else None
+        summary["attention_maps"] = [os.path.relpath(p, run_dir) for p in heatmaps]
+        # greedy exact matches per source length: {prefix: {length: [correct, total]}}
+        summary["seq_accuracy_by_length"] = by_length[k]
+        if run.num_seeds > 1:
+            summary["trained_with_seeds"] = run.seeds  # one vmapped program for all of them
+        writers.write_json_atomic(os.path.join(run_dir, "summary.json"), summary)
+        writer.write_hparams(flatten(config.to_dict()) | {"seed": run.seeds[k]}, final[k])
+        writer.close()
+        per_seed.append(summary)
     run.ckpt.close()
-    return summary
+    if run.num_seeds == 1:
+        return per_seed[0]
+    top = dict(common, seed_dirs=[os.path.relpath(d, workdir) for d in run.run_dirs])
+    top["train/tokens_per_sec"] = (
+        run.num_seeds * train_tokens / train_seconds if train_seconds else None
+    )
+    writers.write_json_atomic(os.path.join(workdir, "summary.json"), top)
+    return dict(top, per_seed=per_seed)

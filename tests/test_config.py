@@ -7,10 +7,11 @@ import sys
 
 import pytest
 
-from attnlab.config import ConfigError, default_config, load_config, validate
+from attnlab.config import ConfigError, apply_overrides, default_config, load_config, validate
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG_FILES = sorted(glob.glob(os.path.join(REPO, "configs", "*.py")))
+EXPERIMENT_CONFIGS = sorted(glob.glob(os.path.join(REPO, "experiments", "*", "config.py")))
 
 
 def test_every_config_file_and_its_quick_variant_validate():
@@ -136,3 +137,13 @@ def test_cli_compare_without_runs_exits_2(tmp_path):
 def test_cli_unknown_command_is_a_usage_error():
     result = _cli("evaluate")
     assert result.returncode != 0 and "train,sweep,compare" in result.stderr
+
+
+def test_every_experiment_config_and_each_trial_validates():
+    from attnlab.sweep import load_sweep
+
+    assert len(EXPERIMENT_CONFIGS) >= 2
+    for path in EXPERIMENT_CONFIGS:
+        for arg in ("", ":sort") if "score_functions" in path else ("",):
+            for trial in load_sweep(path + arg):
+                validate(apply_overrides(load_config(path + arg), trial.overrides))

@@ -45,18 +45,11 @@ def test_trial_names_are_file_system_safe_and_stable():
 def test_scores_sweep_config_has_valid_trials():
     trials = sweep.load_sweep(os.path.join(REPO, "configs", "sweeps", "scores.py"))
     assert len(trials) == 80 and len({t.name for t in trials}) == 80
-    from attnlab.config import load_config, validate
+    from attnlab.config import apply_overrides, load_config, validate
 
     base = os.path.join(REPO, "configs", "sweeps", "scores.py")
     for t in trials[::7]:
-        config = load_config(base)
-        for key, value in t.overrides.items():
-            section, _, name = key.rpartition(".")
-            target = config
-            for part in section.split(".") if section else []:
-                target = target[part]
-            target[name] = value
-        validate(config)
+        validate(apply_overrides(load_config(base), t.overrides))
 
 
 SWEEP_FILE = """

@@ -142,10 +142,10 @@ def test_resume_after_a_stop_finishes_exactly_like_an_uninterrupted_run(tmp_path
     assert _results(summary_resumed) == _results(summary_full)
     assert _records(stopped) == _records(full)  # no duplicated or missing steps, same values
     assert [r["step"] for r in _records(stopped)] == [10, 20, 30, 40]
-    state = train.create_train_state(
+    state = train.create_train_states(
         train.models.build_model(config.model, 14, 14),
         train.create_optimizer(config.optim, 40)[0],
-        0,
+        [0],
     )
     restored = [
         Checkpointer(os.path.join(d, "checkpoints"), 2).restore(state)[0] for d in (full, stopped)
@@ -170,3 +170,45 @@ def test_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_pa
     summary = json.load(open(tmp_path / "summary.json"))
     assert summary["status"] == "failed" and "non-finite" in summary["reason"]
     assert Checkpointer(str(tmp_path / "checkpoints"), 2).latest_step() is None
+
+
+def _close(a, b, keys=("eval/loss", "test/loss", "eval_long/loss")):
+    for key in keys:
+        assert a[key] == pytest.approx(b[key], rel=1e-4), key
+
+
+def test_num_seeds_matches_separate_runs_and_writes_a_directory_per_seed(tmp_path):
+    config = tiny_config()
+    config.train.num_steps = 20
+    singles = []
+    for seed in (3, 4):
+        single = tiny_config()
+        single.train.num_steps, single.seed = 20, seed
+        singles.append(train.train_and_evaluate(single, str(tmp_path / f"single_{seed}")))
+    config.seed, config.num_seeds, config.seed_batches = 3, 2, "independent"
+    together = train.train_and_evaluate(config, str(tmp_path / "together"))
+    for got, want in zip(together["per_seed"], singles, strict=True):
+        _close(got, want)
+    top = json.load(open(tmp_path / "together" / "summary.json"))
+    assert top["seed_dirs"] == ["seed_3", "seed_4"] and top["status"] == "completed"
+    for seed in (3, 4):
+        run_dir = tmp_path / "together" / f"seed_{seed}"
+        saved = json.load(open(run_dir / "config.json"))
+        assert saved["seed"] == seed and saved["num_seeds"] == 1
+        assert [r["step"] for r in read_jsonl(str(run_dir / "metrics.jsonl"))] == [10, 20]
+        assert json.load(open(run_dir / "summary.json"))["trained_with_seeds"] == [3, 4]
+    # compare reads the seed directories as two runs of one variant, not the container
+    from attnlab import compare
+
+    assert len(compare.find_runs([str(tmp_path / "together")])) == 2
+
+
+def test_num_seeds_with_shared_batches(tmp_path):
+    config = tiny_config()
+    config.train.num_steps, config.num_seeds = 20, 2
+    together = train.train_and_evaluate(config, str(tmp_path / "shared"))
+    single = tiny_config()
+    single.train.num_steps = 20
+    alone = train.train_and_evaluate(single, str(tmp_path / "alone"))
+    _close(together["per_seed"][0], alone)  # seed 0 sees exactly its own batches
+    assert together["per_seed"][1]["eval/loss"] != together["per_seed"][0]["eval/loss"]

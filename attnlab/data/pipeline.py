@@ -102,6 +102,22 @@ def collate(
     }
 
 
+def stack_batches(batches: Sequence[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Stacks batches of equal row count along a new leading axis `[K, B, ...]`, padding every
+    length axis to the longest (PAD ids, alignment -1): one batch per seed for a vmapped step."""
+    out = {}
+    for key in batches[0]:
+        arrays = [b[key] for b in batches]
+        width = max(a.shape[1] for a in arrays) if arrays[0].ndim == 2 else None
+        fill = -1 if key == "align" else PAD_ID
+        if width is not None:
+            arrays = [
+                np.pad(a, ((0, 0), (0, width - a.shape[1])), constant_values=fill) for a in arrays
+            ]
+        out[key] = np.stack(arrays)
+    return out
+
+
 class TrainStream:
     """Full training batches indexed by global step, reproducible without iterator state.
 
