@@ -34,9 +34,20 @@ _CONFIG = config_flags.DEFINE_config_file(
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for the run's (or sweep's) outputs.")
 _SWEEP = config_flags.DEFINE_config_dict(
     "sweep",
-    ml_collections.ConfigDict({"parallel": 1, "index": -1, "dry_run": False}),
+    ml_collections.ConfigDict(
+        {
+            "parallel": 1,
+            "index": -1,
+            "dry_run": False,
+            "backend": "local",
+            "ray_address": "",
+            "cpus_per_trial": 1.0,
+            "gpus_per_trial": 0.0,
+        }
+    ),
     "sweep: `parallel` trials at once; `index` >= 0 runs only that trial (one job of a job "
-    "array); `dry_run` lists the trials.",
+    "array); `dry_run` lists the trials; `backend` local or ray (`ray_address`: a cluster, "
+    "empty = start a local instance; `cpus_per_trial`, `gpus_per_trial`: resources per trial).",
 )
 _METRIC = flags.DEFINE_string("metric", "eval/seq_accuracy", "compare: metric that picks the best")
 _OUT = flags.DEFINE_string("out", None, "compare: report directory (default: <first DIR>/report)")
@@ -59,7 +70,7 @@ def _train() -> int:
 
 
 def _sweep() -> int:
-    from attnlab import sweep
+    from attnlab import backends, sweep
 
     path = config_flags.get_config_filename(FLAGS["config"])
     overrides = config_flags.get_override_values(FLAGS["config"])
@@ -89,9 +100,25 @@ def _sweep() -> int:
             last=trial.name,
         )
 
-    trials = sweep.run_sweep(
-        path, _WORKDIR.value, _SWEEP.value.parallel, index, progress, common_overrides=common
+    options = _SWEEP.value
+    backend = backends.make_backend(
+        options.backend,
+        options.parallel,
+        address=options.ray_address or None,
+        cpus_per_trial=options.cpus_per_trial,
+        gpus_per_trial=options.gpus_per_trial,
     )
+    try:
+        trials = sweep.run_sweep(
+            path,
+            _WORKDIR.value,
+            index=index,
+            on_done=progress,
+            common_overrides=common,
+            backend=backend,
+        )
+    finally:
+        getattr(backend, "shutdown", lambda: None)()
     bar.close()
     failed = [t for t in trials if t.status == "failed"]
     print(

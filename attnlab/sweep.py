@@ -4,8 +4,9 @@
 (their product, in the order given), or a list of override dicts (one per trial). Each trial
 runs `python -m attnlab train --config=<same file> --config.<key>=<value> ...` in its own work
 directory `<sweep workdir>/<name>`, named from its overrides. Because trials are ordinary
-processes with their own directories, a sweep can run locally (`parallel` at a time), one trial
-per job of a scheduler's job array (`index`), or on any other executor.
+processes with their own directories, a sweep can run locally (`parallel` at a time), on a Ray
+cluster (`attnlab.backends.RayBackend`), or one trial per job of a scheduler's job array
+(`index`).
 
 Re-running a sweep skips trials whose `summary.json` says completed and re-runs failed or
 interrupted ones, which resume from their own checkpoints. A failing trial is recorded with the
@@ -14,7 +15,7 @@ tail of its log; the others go on. The status of every trial is kept in `sweep.j
 
 from __future__ import annotations
 
-import concurrent.futures
+import functools
 import hashlib
 import itertools
 import json
@@ -25,6 +26,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 
+from attnlab.backends import LocalBackend
 from attnlab.config import ConfigError, load_config_module
 from attnlab.writers import write_json_atomic
 
@@ -121,8 +123,10 @@ def trial_status(trial_dir: str) -> str:
 
 
 def run_trial(config_path: str, trial: Trial, sweep_dir: str, common: dict | None = None):
-    """Runs one trial as a subprocess (its output goes to `<trial>/train.log`)."""
-    # `common` overrides come from the sweep's own command line.
+    """Runs one trial as a subprocess (its output goes to `<trial>/train.log`).
+
+    `common` overrides (from the sweep's own command line) apply under the trial's own.
+    """
     trial_dir = os.path.join(sweep_dir, trial.name)
     if os.path.commonpath([os.path.abspath(trial_dir), os.path.abspath(sweep_dir)]) != (
         os.path.abspath(sweep_dir)
@@ -135,7 +139,9 @@ def run_trial(config_path: str, trial: Trial, sweep_dir: str, common: dict | Non
     start = time.perf_counter()
     with open(os.path.join(trial_dir, "train.log"), "w") as log:
         code = subprocess.call(
-            trial_command(config_path, trial, trial_dir), stdout=log, stderr=subprocess.STDOUT
+            trial_command(config_path, trial, trial_dir, common),
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
     trial.seconds = time.perf_counter() - start
     trial.status = "completed" if code == 0 and trial_status(trial_dir) == "completed" else "failed"
@@ -160,15 +166,16 @@ def run_sweep(
     index: int | None = None,
     on_done=None,
     common_overrides: dict | None = None,
+    backend=None,
 ) -> list[Trial]:
     """Runs the sweep of `config_path` into `sweep_dir`; returns every trial with its status.
 
-    `parallel`: trials run at once (local processes). `index`: run only that trial (one job of
-    a job array). `on_done(trial, trials)` is called after each trial (progress display).
-    `common_overrides` (`{"train.num_steps": 100}`) apply to every trial.
+    `parallel`: trials run at once (local processes), unless a `backend` (`attnlab.backends`)
+    is given. `index`: run only that trial (one job of a job array). `on_done(trial, trials)`
+    is called after each trial (progress display). `common_overrides`
+    (`{"train.num_steps": 100}`) apply to every trial.
     """
-    if parallel < 1:
-        raise ConfigError(f"sweep.parallel={parallel} is invalid: must be >= 1")
+    backend = backend or LocalBackend(parallel)
     trials = load_sweep(config_path)
     if index is not None:
         if not 0 <= index < len(trials):
@@ -180,15 +187,14 @@ def run_sweep(
             t.status = "completed"
     todo = [t for t in trials if t.status != "completed"]
     _write_status(sweep_dir, config_path, trials)
-    with concurrent.futures.ThreadPoolExecutor(max_workers=parallel) as pool:
-        futures = [
-            pool.submit(run_trial, config_path, t, sweep_dir, common_overrides) for t in todo
-        ]
-        for future in concurrent.futures.as_completed(futures):
-            future.result()
-            _write_status(sweep_dir, config_path, trials)
-            if on_done is not None:
-                on_done(future.result(), trials)
+    job = functools.partial(run_trial, config_path, sweep_dir=sweep_dir, common=common_overrides)
+    by_index = {t.index: t for t in trials}
+    for result in backend.run(job, todo):
+        trial = by_index[result.index]  # a remote backend returns a copy
+        trial.status, trial.error, trial.seconds = result.status, result.error, result.seconds
+        _write_status(sweep_dir, config_path, trials)
+        if on_done is not None:
+            on_done(trial, trials)
     return trials
 
 

@@ -5,9 +5,10 @@
 
 The gold alignment is the stable sorting permutation; with repeated symbols any of their
 positions would do, so align_accuracy stays well below 1. Measured with `:quick` (seed 0,
-2-core CPU, ~20 s): Bahdanau/additive eval/seq_accuracy 0.969 (align 0.703); Luong/general
-0.836 (align 0.719); the no-attention baseline 0.996: sorting needs only the symbol counts,
-which the final encoder state holds, so attention does not help here.
+2-core CPU, ~15 s): Bahdanau/additive eval/seq_accuracy 1.000 (align 0.695); Luong/general
+0.988 (align 0.733); the no-attention baseline 0.996: sorting needs only the symbol counts,
+which the final encoder state holds, so attention is not needed here (it does generalise
+better to the unseen lengths 11-15: 0.445 for Bahdanau/additive against 0.352).
 """
 
 from attnlab.config import default_config, quick

@@ -120,3 +120,57 @@ def test_sweep_index_runs_one_trial(tmp_path, fast_subprocesses):
     assert sorted(os.listdir(tmp_path / "s")) == ["score=general,seed=1", sweep.STATUS_FILE]
     with pytest.raises(ConfigError, match="has 3 trials"):
         sweep.run_sweep(str(config), str(tmp_path / "s"), index=3)
+
+
+def test_common_overrides_reach_every_trial(tmp_path, fast_subprocesses):
+    config = tmp_path / "tiny_sweep.py"
+    config.write_text(textwrap.dedent(SWEEP_FILE))
+    trials = sweep.run_sweep(
+        str(config), str(tmp_path / "s"), index=0, common_overrides={"train.num_steps": 2}
+    )
+    assert trials[0].status == "completed"
+    resolved = json.load(open(tmp_path / "s" / trials[0].name / "config.json"))
+    assert resolved["train"]["num_steps"] == 2
+
+
+def test_unknown_backend_lists_the_valid_ones():
+    from attnlab import backends
+
+    with pytest.raises(ConfigError, match="valid backends: local, ray"):
+        backends.make_backend("slurm")
+    with pytest.raises(ConfigError, match="parallel=0"):
+        backends.make_backend("local", parallel=0)
+
+
+def test_ray_backend_runs_a_two_trial_sweep_on_a_local_instance(tmp_path, fast_subprocesses):
+    ray = pytest.importorskip("ray")
+    from attnlab import backends
+
+    config = tmp_path / "two_trials.py"
+    two = SWEEP_FILE.split("def get_sweep")[0] + textwrap.dedent(
+        """
+        def get_sweep(arg=None):
+            return {"seed": [0, 1]}
+        """
+    )
+    config.write_text(textwrap.dedent(two))
+    backend = backends.RayBackend(num_cpus=2)
+    try:
+        done = []
+        trials = sweep.run_sweep(
+            str(config), str(tmp_path / "s"), backend=backend, on_done=lambda t, _: done.append(t)
+        )
+    finally:
+        backend.shutdown()
+    assert not ray.is_initialized()
+    assert [(t.name, t.status) for t in trials] == [
+        ("seed=0", "completed"),
+        ("seed=1", "completed"),
+    ]
+    assert sorted(t.name for t in done) == ["seed=0", "seed=1"]
+    saved = json.load(open(tmp_path / "s" / sweep.STATUS_FILE))
+    assert [t["status"] for t in saved["trials"]] == ["completed", "completed"]
+    for t in trials:  # each trial trained with its own seed in its own directory
+        resolved = json.load(open(tmp_path / "s" / t.name / "config.json"))
+        assert resolved["seed"] == int(t.name[-1])
+        assert json.load(open(tmp_path / "s" / t.name / "summary.json"))["status"] == "completed"
