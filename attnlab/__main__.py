@@ -49,6 +49,17 @@ _SWEEP = config_flags.DEFINE_config_dict(
     "array); `dry_run` lists the trials; `backend` local or ray (`ray_address`: a cluster, "
     "empty = start a local instance; `cpus_per_trial`, `gpus_per_trial`: resources per trial).",
 )
+_DISTRIBUTED = flags.DEFINE_bool(
+    "distributed",
+    False,
+    "train: one process of a multi-process (multi-host) run; calls jax.distributed.initialize() "
+    "with the three flags below, or detects them (SLURM, Open MPI, TPU pods, ...) when unset.",
+)
+_COORDINATOR = flags.DEFINE_string(
+    "coordinator_address", None, "--distributed: host:port of process 0."
+)
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "--distributed: process count.")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "--distributed: this process's index.")
 _METRIC = flags.DEFINE_string("metric", "eval/seq_accuracy", "compare: metric that picks the best")
 _OUT = flags.DEFINE_string("out", None, "compare: report directory (default: <first DIR>/report)")
 
@@ -60,7 +71,22 @@ class _QuietLibraries(py_logging.Filter):
         return record.levelno >= py_logging.WARNING or record.pathname.startswith(_PACKAGE_DIR)
 
 
+def _initialize_distributed() -> None:
+    """Joins the other processes of a multi-host run (before any JAX computation)."""
+    import jax
+
+    # CPU processes need a cross-process collectives implementation; GPUs and TPUs ignore this.
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(
+        coordinator_address=_COORDINATOR.value,
+        num_processes=_NUM_PROCESSES.value,
+        process_id=_PROCESS_ID.value,
+    )
+
+
 def _train() -> int:
+    if _DISTRIBUTED.value:
+        _initialize_distributed()
     from attnlab import train  # after flag parsing: keeps --help fast
 
     summary = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)

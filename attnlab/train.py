@@ -198,9 +198,9 @@ def evaluate(programs, params, batches, prefix: str, mesh, num_seeds: int):
     totals, by_length, outputs = [{} for _ in range(num_seeds)], [{} for _ in range(num_seeds)], []
     for batch in batches:
         sharded = devices.shard_batch(batch, mesh)
-        sums = jax.device_get(programs["eval"](params, sharded))
+        sums = devices.to_host(programs["eval"](params, sharded))
         tokens, alpha, length, correct = programs["generate"](params, sharded)
-        correct = np.asarray(correct)
+        correct = devices.to_host(correct)
         for k in range(num_seeds):
             seq = {"seq_correct": correct[k].sum(), "sequences": (batch["tgt_len"] > 0).sum()}
             totals[k] = metrics_lib.add(metrics_lib.add(totals[k], seed_slice(sums, k)), seq)
@@ -336,9 +336,10 @@ def setup_run(config, workdir: str) -> Run:
     if start_step is not None:
         state, _ = ckpt.restore(state)
         logging.info("resumed from the checkpoint at step %d", start_step)
-    writers.write_json_atomic(os.path.join(workdir, "config.json"), config.to_dict())
+    if devices.is_main_process():
+        writers.write_json_atomic(os.path.join(workdir, "config.json"), config.to_dict())
     run = Run(config, workdir, data, model, tx, schedule, state, ckpt, start_step, mesh)
-    if run.num_seeds > 1:  # each seed's directory reads as a one-seed run with that seed
+    if run.num_seeds > 1 and devices.is_main_process():  # each reads as a one-seed run
         for seed, run_dir in zip(run.seeds, run.run_dirs, strict=True):
             single = config.to_dict()
             single["seed"], single["num_seeds"] = seed, 1
@@ -354,7 +355,7 @@ def train_loop(run: Run, writer_list) -> tuple[float, float]:
     excluded).
     """
     t = run.config.train
-    step = int(run.state.step[0])
+    step = int(devices.to_host(run.state.step)[0])
     window, window_start, window_compile = {}, time.perf_counter(), run.compile_seconds
     train_seconds, train_tokens = 0.0, 0.0
     bar, shown = Progress(t.num_steps, start=step, label="train"), {}
@@ -363,7 +364,7 @@ def train_loop(run: Run, writer_list) -> tuple[float, float]:
         window = metrics_lib.add(window, sums)
         step += 1
         if step % t.log_every == 0 or step == t.num_steps:
-            window = jax.device_get(window)
+            window = devices.to_host(window)
             first = step - int(window["updates"][0]) + 1
             for k, seed in enumerate(run.seeds):
                 _check_finite(seed_slice(window, k), first, step, seed)
@@ -385,7 +386,7 @@ def train_loop(run: Run, writer_list) -> tuple[float, float]:
             window, window_start, window_compile = {}, time.perf_counter(), run.compile_seconds
         if step % t.ckpt_every == 0 or step == t.num_steps:
             if window:  # never checkpoint a state whose recent steps were not checked
-                window = jax.device_get(window)
+                window = devices.to_host(window)
                 first = step - int(window["updates"][0]) + 1
                 for k, seed in enumerate(run.seeds):
                     _check_finite(seed_slice(window, k), first, step, seed)
@@ -411,24 +412,29 @@ def train_and_evaluate(config, workdir: str) -> dict:
     run = setup_run(config, workdir)
     # A run without a checkpoint starts a clean log; a resumed one drops lines past its step.
     resume_step = run.start_step or 0
+    main = devices.is_main_process()  # with several processes, only process 0 writes files
     writer_list = [
         writers.create_writer(d, config.train.tensorboard, resume_step=resume_step)
+        if main
+        else writers.MultiWriter([])
         for d in run.run_dirs
     ]
     try:
         train_seconds, train_tokens = train_loop(run, writer_list)
     except NonFiniteLossError as err:
         failed = {"status": "failed", "reason": str(err), "step": int(run.ckpt.latest_step() or 0)}
-        writers.write_json_atomic(os.path.join(workdir, "summary.json"), failed)
+        if main:
+            writers.write_json_atomic(os.path.join(workdir, "summary.json"), failed)
         raise
     finally:
         run.ckpt.wait()
         for writer in writer_list:
             writer.flush()
     final, outputs, by_length = evaluate_splits(run, ("validation", "long", "test"))
+    shown = {"validation": [devices.to_host(outputs["validation"][0])]}  # heat maps' batch
     common = {
         "status": "completed",
-        "step": int(run.state.step[0]),
+        "step": int(devices.to_host(run.state.step)[0]),
         "num_params": num_params(seed_slice(run.state.params, 0)),
         "compile_seconds": run.compile_seconds,
         "compiled_programs": {k: len(p.programs) for k, p in run.programs.items()},
@@ -436,7 +442,11 @@ def train_and_evaluate(config, workdir: str) -> dict:
     }
     per_seed = []
     for k, (run_dir, writer) in enumerate(zip(run.run_dirs, writer_list, strict=True)):
-        heatmaps = draw_heatmaps(run_dir, run.data, outputs, config.train.num_heatmaps, seed=k)
+        heatmaps = (
+            draw_heatmaps(run_dir, run.data, shown, config.train.num_heatmaps, seed=k)
+            if main
+            else []
+        )
         summary = dict(common, **final[k])
         summary["train/tokens_per_sec"] = train_tokens / train_seconds if train_seconds else None
         summary["attention_maps"] = [os.path.relpath(p, run_dir) for p in heatmaps]
@@ -444,7 +454,8 @@ def train_and_evaluate(config, workdir: str) -> dict:
         summary["seq_accuracy_by_length"] = by_length[k]
         if run.num_seeds > 1:
             summary["trained_with_seeds"] = run.seeds  # one vmapped program for all of them
-        writers.write_json_atomic(os.path.join(run_dir, "summary.json"), summary)
+        if main:
+            writers.write_json_atomic(os.path.join(run_dir, "summary.json"), summary)
         writer.write_hparams(flatten(config.to_dict()) | {"seed": run.seeds[k]}, final[k])
         writer.close()
         per_seed.append(summary)
@@ -455,5 +466,6 @@ def train_and_evaluate(config, workdir: str) -> dict:
     top["train/tokens_per_sec"] = (
         run.num_seeds * train_tokens / train_seconds if train_seconds else None
     )
-    writers.write_json_atomic(os.path.join(workdir, "summary.json"), top)
+    if main:
+        writers.write_json_atomic(os.path.join(workdir, "summary.json"), top)
     return dict(top, per_seed=per_seed)
