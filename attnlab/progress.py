@@ -16,7 +16,10 @@ def _clock(seconds: float) -> str:
 
 
 class Progress:
-    """`update(done, **fields)` redraws `label done/total [pct] elapsed<eta key=value ...`."""
+    """`update(count, **fields)` redraws `label count/total [pct] elapsed<eta key=value ...`.
+
+    `count` is positional-only, so any field name (`done=`, `failed=`) may be shown.
+    """
 
     def __init__(
         self,
@@ -35,27 +38,27 @@ class Progress:
         self._last_draw = -float("inf")
         self._width = 0
 
-    def line(self, done: int, **fields) -> str:
-        """The text of the display for `done` items (the ETA assumes a constant rate)."""
+    def line(self, count: int, /, **fields) -> str:
+        """The text of the display for `count` items (the ETA assumes a constant rate)."""
         elapsed = time.perf_counter() - self._t0
-        rate = (done - self.start) / elapsed if elapsed > 0 else 0.0
-        eta = (self.total - done) / rate if rate > 0 else float("nan")
-        pct = 100.0 * done / self.total if self.total else 100.0
+        rate = (count - self.start) / elapsed if elapsed > 0 else 0.0
+        eta = (self.total - count) / rate if rate > 0 else float("nan")
+        pct = 100.0 * count / self.total if self.total else 100.0
         eta_text = _clock(eta) if eta == eta else "?"
-        parts = [f"{self.label} {done}/{self.total} [{pct:3.0f}%] {_clock(elapsed)}<{eta_text}"]
+        parts = [f"{self.label} {count}/{self.total} [{pct:3.0f}%] {_clock(elapsed)}<{eta_text}"]
         parts += [
             f"{k}={v:,.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in fields.items()
         ]
         return " ".join(p for p in parts if p).strip()
 
-    def update(self, done: int, force: bool = False, **fields) -> None:
+    def update(self, count: int, /, force: bool = False, **fields) -> None:
         if not self.enabled:
             return
         now = time.perf_counter()
-        if not force and now - self._last_draw < self.interval and done < self.total:
+        if not force and now - self._last_draw < self.interval and count < self.total:
             return
         self._last_draw = now
-        text = self.line(done, **fields)
+        text = self.line(count, **fields)
         self.stream.write("\r" + text.ljust(self._width))
         self.stream.flush()
         self._width = len(text)

@@ -29,3 +29,10 @@ def test_eta_comes_from_the_observed_rate():
     bar = Progress(100, start=40, stream=io.StringIO(), enabled=True)
     bar._t0 -= 10.0  # 20 items in 10 s since the start: 2/s, so 40 items left take 20 s
     assert "0:00:10<0:00:20" in bar.line(60)
+
+
+def test_fields_may_be_named_like_the_count():
+    stream = io.StringIO()
+    bar = Progress(3, label="sweep", stream=stream, enabled=True)
+    bar.update(2, force=True, done=1, failed=1, left=1)  # the sweep's own fields
+    assert "sweep 2/3" in stream.getvalue() and "done=1 failed=1 left=1" in stream.getvalue()

@@ -142,18 +142,36 @@ def test_unknown_backend_lists_the_valid_ones():
         backends.make_backend("local", parallel=0)
 
 
+TWO_TRIALS = SWEEP_FILE.split("def get_sweep")[0] + textwrap.dedent(
+    """
+    def get_sweep(arg=None):
+        return {"seed": [0, 1]}
+    """
+)
+
+
+def test_cli_sweep_runs_trials_and_reports_progress(tmp_path, fast_subprocesses):
+    import subprocess
+    import sys
+
+    config = tmp_path / "two_trials.py"
+    config.write_text(textwrap.dedent(TWO_TRIALS))
+    command = [sys.executable, "-m", "attnlab", "sweep", f"--config={config}"]
+    command += [f"--workdir={tmp_path / 's'}", "--sweep.parallel=2", "--config.train.num_steps=2"]
+    out = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "2 of 2 trials completed" in out.stdout
+    saved = json.load(open(tmp_path / "s" / sweep.STATUS_FILE))
+    assert [t["status"] for t in saved["trials"]] == ["completed", "completed"]
+    assert json.load(open(tmp_path / "s" / "seed=1" / "config.json"))["train"]["num_steps"] == 2
+
+
 def test_ray_backend_runs_a_two_trial_sweep_on_a_local_instance(tmp_path, fast_subprocesses):
     ray = pytest.importorskip("ray")
     from attnlab import backends
 
     config = tmp_path / "two_trials.py"
-    two = SWEEP_FILE.split("def get_sweep")[0] + textwrap.dedent(
-        """
-        def get_sweep(arg=None):
-            return {"seed": [0, 1]}
-        """
-    )
-    config.write_text(textwrap.dedent(two))
+    config.write_text(textwrap.dedent(TWO_TRIALS))
     backend = backends.RayBackend(num_cpus=2)
     try:
         done = []
