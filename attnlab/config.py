@@ -35,7 +35,7 @@ def default_config() -> ml_collections.ConfigDict:
     c.seed_batches = "shared"  # shared: every seed sees the same batches | independent
 
     c.data = d = ml_collections.ConfigDict()
-    d.task = "reverse"  # copy | reverse | sort: synthetic tasks with gold alignments
+    d.name = "reverse"  # copy | reverse | sort: synthetic tasks with gold alignments
     d.vocab_size = 10  # symbols, not counting <pad> <s> </s> <unk>
     d.min_len = 5  # shortest training/validation/test source
     d.max_len = 20  # longest training/validation/test source
@@ -135,7 +135,7 @@ def _choice(errors, cfg, prefix, name, choices):
 
 
 def _validate_data(errors, d):
-    _choice(errors, d, "data.", "task", tuple(TASKS))
+    _choice(errors, d, "data.", "name", tuple(TASKS))
     _positive(errors, d, "data.", ["vocab_size", "min_len", "max_len", "num_train", "num_valid"])
     _positive(errors, d, "data.", ["num_test", "batch_size", "eval_batch_size", "bucket_step"])
     _check(

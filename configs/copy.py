@@ -14,7 +14,7 @@ from attnlab.config import default_config, quick
 
 def get_config(arg: str | None = None):
     config = default_config()
-    config.data.task = "copy"
+    config.data.name = "copy"
     if arg == "quick":
         return quick(config)
     if arg:

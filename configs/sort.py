@@ -16,7 +16,7 @@ from attnlab.config import default_config, quick
 
 def get_config(arg: str | None = None):
     config = default_config()
-    config.data.task = "sort"
+    config.data.name = "sort"
     if arg == "quick":
         return quick(config)
     if arg:

@@ -32,7 +32,7 @@ SAME_SIZE = ("dot", "scaled_dot", "concat_shared")
 
 def bench_config(score: str, decoder: str, decode_batch: int = 64):
     c = default_config()
-    c.data.task, c.data.min_len, c.data.max_len = "reverse", 5, 30
+    c.data.name, c.data.min_len, c.data.max_len = "reverse", 5, 30
     c.data.num_long, c.data.num_train, c.data.num_valid = 0, 12800, 1024
     c.data.batch_size, c.data.eval_batch_size, c.data.bucket_step = 64, decode_batch, 16
     c.model.embed_dim, c.model.encoder.hidden_dim = 64, 128

@@ -66,8 +66,8 @@ def test_cross_field_rules():
 
 
 def test_all_errors_are_reported_at_once():
-    msg = _error(model__score="nope", data__task="translate", optim__learning_rate=-1.0)
-    assert "model.score" in msg and "data.task" in msg and "optim.learning_rate" in msg
+    msg = _error(model__score="nope", data__name="translate", optim__learning_rate=-1.0)
+    assert "model.score" in msg and "data.name" in msg and "optim.learning_rate" in msg
 
 
 def test_dot_with_matching_sizes_is_valid():

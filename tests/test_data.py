@@ -48,7 +48,7 @@ def _splits(task: str = "sort", seed: int = 0) -> dict[str, list[Example]]:
 
 def _cfg(**overrides) -> ml_collections.FrozenConfigDict:
     cfg = dict(
-        task="reverse",
+        name="reverse",
         seed=7,
         batch_size=16,
         eval_batch_size=24,

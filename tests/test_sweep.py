@@ -35,7 +35,7 @@ def test_trial_names_are_file_system_safe_and_stable():
     name = sweep.trial_name({"model.encoder.cell": "gru", "model.x.cell": "lstm"})
     assert name == "model.encoder.cell=gru,model.x.cell=lstm"
     for hostile in ("../../etc", "a/b", "..", "x\\y"):
-        name = sweep.trial_name({"data.task": hostile})
+        name = sweep.trial_name({"data.name": hostile})
         assert "/" not in name and "\\" not in name and name not in ("", ".", "..")
     long = {"model.score": "x" * 300}
     assert len(sweep.trial_name(long)) <= 120

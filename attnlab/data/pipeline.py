@@ -227,7 +227,7 @@ def get_datasets(data_cfg, seed: int) -> Datasets:
       `Datasets`; the "long" split is omitted when `num_long == 0`.
     """
     splits = make_synthetic_splits(
-        task=data_cfg.task,
+        task=data_cfg.name,
         vocab_size=data_cfg.vocab_size,
         min_len=data_cfg.min_len,
         max_len=data_cfg.max_len,

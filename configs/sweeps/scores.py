@@ -18,7 +18,7 @@ SEEDS = (0, 1, 2, 3, 4)
 
 def get_config(arg: str | None = None):
     config = quick(default_config())
-    config.data.task = arg or "reverse"
+    config.data.name = arg or "reverse"
     return config
 
 

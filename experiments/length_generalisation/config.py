@@ -15,7 +15,7 @@ from attnlab.config import default_config, quick
 
 def get_config(arg: str | None = None):
     config = quick(default_config())
-    config.data.task = "reverse"
+    config.data.name = "reverse"
     config.data.long_min_len, config.data.long_max_len, config.data.num_long = 11, 20, 500
     config.num_seeds, config.seed_batches = 5, "independent"
     return config

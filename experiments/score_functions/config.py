@@ -20,7 +20,7 @@ from attnlab.scores import SCORE_NAMES
 
 def get_config(arg: str | None = None):
     config = quick(default_config())
-    config.data.task = arg or "reverse"
+    config.data.name = arg or "reverse"
     config.num_seeds, config.seed_batches = 5, "independent"
     return config
 
