@@ -4,8 +4,12 @@ The public entry points; everything else is importable from its module (`attnlab
 `attnlab.decoders`, ...)::
 
     from attnlab import SCORES, build_model, default_config, train_and_evaluate
+
+Importing attnlab registers its TFDS datasets (`attnlab_g2p`, `attnlab_dates`), so
+`tfds.builder("attnlab_g2p")` finds them.
 """
 
+from attnlab import datasets  # noqa: F401  (registers the TFDS builders)
 from attnlab.config import default_config, load_config, validate
 from attnlab.models import build_model
 from attnlab.scores import SCORES, build_score
