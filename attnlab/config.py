@@ -21,6 +21,10 @@ OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "cosine")
 SEED_BATCHES = ("shared", "independent")
 SAME_SIZE_SCORES = ("dot", "scaled_dot", "concat_shared")
+REAL_DATA = ("g2p", "dates")
+OVERLONG = ("drop", "truncate")
+TOKENIZERS = ("char", "sentencepiece")
+SUBWORD_MODELS = ("unigram", "bpe")
 
 
 class ConfigError(ValueError):
@@ -35,7 +39,9 @@ def default_config() -> ml_collections.ConfigDict:
     c.seed_batches = "shared"  # shared: every seed sees the same batches | independent
 
     c.data = d = ml_collections.ConfigDict()
-    d.name = "reverse"  # copy | reverse | sort: synthetic tasks with gold alignments
+    # copy | reverse | sort: synthetic tasks with gold alignments; g2p (CMUdict), dates (CLDR),
+    # or tfds:<name> (any TFDS translation set, e.g. tfds:wmt14_translate/de-en)
+    d.name = "reverse"
     d.vocab_size = 10  # symbols, not counting <pad> <s> </s> <unk>
     d.min_len = 5  # shortest training/validation/test source
     d.max_len = 20  # longest training/validation/test source
@@ -49,6 +55,15 @@ def default_config() -> ml_collections.ConfigDict:
     d.eval_batch_size = 256  # eval/decode batch; the last one is padded with empty rows
     d.bucket_step = 8  # pad lengths up to a multiple of this: few shapes, few compiles
     d.seed = 0  # data generation seed, fixed so every model seed sees the same data
+    # Real data sets (g2p, dates, tfds:...): num_train/num_valid/num_test cap each split
+    # (num_long is not used: they have no longer split).
+    d.data_dir = ""  # TFDS data directory ("" = $TFDS_DATA_DIR or ~/tensorflow_datasets)
+    d.max_tgt_len = 64  # longest target in tokens (max_len bounds the source)
+    d.overlong = "drop"  # drop | truncate: sequences past max_len / max_tgt_len (counted)
+    d.g2p_stress = False  # g2p: keep the stress digits of the phonemes (AH0 vs AH)
+    d.tokenizer = "char"  # tfds:...: char | sentencepiece (trained on the training split)
+    d.subword_vocab_size = 8000  # sentencepiece: pieces per side
+    d.subword_model = "unigram"  # sentencepiece: unigram | bpe
 
     c.model = m = ml_collections.ConfigDict()
     m.embed_dim = 64  # source and target embedding size
@@ -73,6 +88,10 @@ def default_config() -> ml_collections.ConfigDict:
     a.normalize = False  # additive: weight-normed v, learned scale + bias ("normed Bahdanau")
     a.key_identity = False  # concat: key block of W_a fixed to I (Luong et al. 2015, footnote 15)
     a.max_source_len = 64  # location: S_max rows of W_a; later positions get no weight
+
+    c.eval = ev = ml_collections.ConfigDict()
+    ev.beam_size = 1  # final evaluation: 1 = greedy, > 1 = beam search (periodic evals: greedy)
+    ev.length_penalty = 0.6  # beam search: alpha of ((5 + |Y|) / 6) ** alpha (Wu et al. 2016)
 
     c.optim = o = ml_collections.ConfigDict()
     o.optimizer = "adam"  # adam | adamw | sgd
@@ -135,7 +154,25 @@ def _choice(errors, cfg, prefix, name, choices):
 
 
 def _validate_data(errors, d):
-    _choice(errors, d, "data.", "name", tuple(TASKS))
+    real = d.name in REAL_DATA or str(d.name).startswith("tfds:")
+    _check(
+        errors,
+        d.name in TASKS or real,
+        "data.name",
+        d.name,
+        f"must be one of {', '.join(TASKS)}, {', '.join(REAL_DATA)} or tfds:<dataset name>",
+    )
+    if str(d.name).startswith("tfds:"):
+        from attnlab.data.text import parse_tfds_name
+
+        try:
+            parse_tfds_name(d.name)
+        except ValueError as err:
+            errors.append(f"config.data.name={d.name!r} is invalid: {err}")
+    _positive(errors, d, "data.", ["max_tgt_len", "subword_vocab_size"])
+    _choice(errors, d, "data.", "overlong", OVERLONG)
+    _choice(errors, d, "data.", "tokenizer", TOKENIZERS)
+    _choice(errors, d, "data.", "subword_model", SUBWORD_MODELS)
     _positive(errors, d, "data.", ["vocab_size", "min_len", "max_len", "num_train", "num_valid"])
     _positive(errors, d, "data.", ["num_test", "batch_size", "eval_batch_size", "bucket_step"])
     _check(
@@ -254,6 +291,14 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _validate_data(errors, config.data)
     _validate_model(errors, config.model)
     _validate_optim_train(errors, config.optim, config.train)
+    _positive(errors, config.eval, "eval.", ["beam_size"])
+    _check(
+        errors,
+        config.eval.length_penalty >= 0,
+        "eval.length_penalty",
+        config.eval.length_penalty,
+        "must be >= 0 (0: no length normalisation)",
+    )
     if errors:
         raise ConfigError("invalid config:\n  " + "\n  ".join(errors))
 

@@ -26,10 +26,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from attnlab.data import corpora
 from attnlab.data.synthetic import Example, make_synthetic_splits, make_vocab
 from attnlab.data.vocab import BOS_ID, EOS_ID, PAD_ID, Vocab
 
@@ -212,6 +213,14 @@ class Datasets:
     examples: dict[str, list[Example]]
     max_src_len: int
     max_tgt_len: int
+    # Real data sets only: reference token lists per evaluated example (g2p: every listed
+    # pronunciation), how to turn target tokens into text, which text metrics apply ("g2p",
+    # "bleu" or ""), and what the length filter dropped or cut per split.
+    references: dict[str, list[list[list[str]]]] | None = None
+    detokenize: Callable[[list[str]], str] | None = None
+    text_metrics: str = ""
+    filter_counts: dict[str, dict[str, int]] | None = None
+    src_tokenize: Callable[[str], list[str]] | None = None
 
 
 def get_datasets(data_cfg, seed: int) -> Datasets:
@@ -224,8 +233,11 @@ def get_datasets(data_cfg, seed: int) -> Datasets:
       seed: the training-order seed (independent of `data_cfg.seed`).
 
     Returns:
-      `Datasets`; the "long" split is omitted when `num_long == 0`.
+      `Datasets`; the "long" split is omitted when `num_long == 0` and for real data sets
+      (`data_cfg.name` g2p, dates or tfds:..., read by `attnlab.data.corpora`).
     """
+    if corpora.kind(data_cfg.name):
+        return _real_datasets(data_cfg, seed)
     splits = make_synthetic_splits(
         task=data_cfg.name,
         vocab_size=data_cfg.vocab_size,
@@ -257,4 +269,36 @@ def get_datasets(data_cfg, seed: int) -> Datasets:
         examples=splits,
         max_src_len=max(len(ex.src) for ex in all_examples),
         max_tgt_len=max(len(ex.tgt) + 1 for ex in all_examples),
+    )
+
+
+def _real_datasets(data_cfg, seed: int) -> Datasets:
+    """`Datasets` of a real data set: tokenized by `corpora.load_corpus`, then padded like the
+    synthetic tasks (examples without a gold alignment get -1 at every step)."""
+    corpus = corpora.load_corpus(data_cfg)
+    src_vocab, tgt_vocab = corpus.src_tokenizer.vocab, corpus.tgt_tokenizer.vocab
+    splits = {
+        name: corpora.encode_split(split, src_vocab, tgt_vocab)
+        for name, split in corpus.splits.items()
+    }
+    train = TrainStream(splits["train"], data_cfg.batch_size, data_cfg.bucket_step, seed)
+    evals = {
+        name: eval_batches(splits[name], data_cfg.eval_batch_size, data_cfg.bucket_step)
+        for name in EVAL_SPLITS
+        if name in splits
+    }
+    all_examples = [ex for split in splits.values() for ex in split]
+    return Datasets(
+        src_vocab=src_vocab,
+        tgt_vocab=tgt_vocab,
+        train=train,
+        eval=evals,
+        examples=splits,
+        max_src_len=max(len(ex.src) for ex in all_examples),
+        max_tgt_len=max(len(ex.tgt) + 1 for ex in all_examples),
+        references={name: corpus.splits[name].refs for name in evals},
+        detokenize=corpus.tgt_tokenizer.decode,
+        text_metrics=corpus.metrics,
+        filter_counts=corpus.filter_counts,
+        src_tokenize=corpus.src_tokenizer.encode,
     )

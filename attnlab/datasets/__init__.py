@@ -50,6 +50,7 @@ def load_split(
       lists (`pronunciations`: `list[str]`; the dates' `alignment`: `list[int]`), numbers are
       python numbers.
     """
+    tfds.disable_progress_bar()  # a build prints one bar per split and shuffle otherwise
     builder = tfds.builder(NAMES.get(name, name), data_dir=data_dir, config=config)
     builder.download_and_prepare()  # returns at once when the data are already there
     source = builder.as_data_source(split=split)
