@@ -1,8 +1,9 @@
-"""Command line: `python -m attnlab {train,sweep,compare}`; the only module that defines flags.
+"""Command line: `python -m attnlab {train,sweep,compare,predict}`; the only module with flags.
 
     python -m attnlab train --config=configs/reverse.py --workdir=runs/reverse
     python -m attnlab sweep --config=configs/sweeps/scores.py --workdir=runs/scores
     python -m attnlab compare runs/scores
+    python -m attnlab predict --workdir=runs/g2p --input=words.txt --heatmaps=runs/g2p/maps
 
 Any config field can be overridden with `--config.<section>.<field>=value` (for a sweep the
 override applies to every trial); a config file may take an argument after a colon
@@ -21,7 +22,7 @@ from ml_collections import config_flags
 
 from attnlab.config import ConfigError, flatten
 
-COMMANDS = ("train", "sweep", "compare")
+COMMANDS = ("train", "sweep", "compare", "predict")
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 FLAGS = flags.FLAGS
 
@@ -60,6 +61,11 @@ _COORDINATOR = flags.DEFINE_string(
 )
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "--distributed: process count.")
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "--distributed: this process's index.")
+_INPUT = flags.DEFINE_string("input", "-", "predict: a file with one source per line (- = stdin)")
+_OUTPUT = flags.DEFINE_string("output", "-", "predict: where the predictions go (- = stdout)")
+_HEATMAPS = flags.DEFINE_string("heatmaps", None, "predict: draw one attention map per input here")
+_BEAM = flags.DEFINE_integer("beam_size", None, "predict: beam size (default: the run's eval one)")
+_MAX_LEN = flags.DEFINE_integer("max_len", 0, "predict: most output tokens (0: 2 x source + 10)")
 _METRIC = flags.DEFINE_string("metric", "eval/seq_accuracy", "compare: metric that picks the best")
 _OUT = flags.DEFINE_string("out", None, "compare: report directory (default: <first DIR>/report)")
 
@@ -154,6 +160,38 @@ def _sweep() -> int:
     return 1 if failed else 0
 
 
+def _predict() -> int:
+    from attnlab import predict
+
+    if _INPUT.value == "-":
+        lines = sys.stdin.read().splitlines()
+    else:
+        with open(_INPUT.value) as f:
+            lines = f.read().splitlines()
+    predictor = predict.Predictor(_WORKDIR.value, beam_size=_BEAM.value)
+    results = predictor.predict(lines, max_len=_MAX_LEN.value)
+    text = "".join(r.text + "\n" for r in results)
+    if _OUTPUT.value == "-":
+        sys.stdout.write(text)
+    else:
+        with open(_OUTPUT.value, "w") as f:
+            f.write(text)
+    if _HEATMAPS.value:
+        os.makedirs(_HEATMAPS.value, exist_ok=True)
+        for i, r in enumerate(results):
+            if r.source:
+                path = os.path.join(_HEATMAPS.value, f"input_{i:04d}.png")
+                predict.draw(r, path, title=" ".join(r.source))
+    unknown = sum(r.unknown for r in results)
+    empty = sum(not r.source for r in results)
+    print(
+        f"{len(results)} inputs (checkpoint step {predictor.step}, beam {predictor.beam_size}); "
+        f"{unknown} unknown source tokens mapped to <unk>; {empty} empty lines",
+        file=sys.stderr,
+    )
+    return 0
+
+
 def _compare(directories: list[str]) -> int:
     from attnlab import compare
 
@@ -168,9 +206,13 @@ def main(argv: list[str]) -> int:
     if command == "compare":
         if not rest:
             raise app.UsageError("usage: python -m attnlab compare DIR [DIR...]")
+    elif command == "predict":
+        if rest or _WORKDIR.value is None:
+            raise app.UsageError("usage: python -m attnlab predict --workdir=RUN [--input=FILE]")
     elif rest or _CONFIG.value is None or _WORKDIR.value is None:
         raise app.UsageError(f"usage: python -m attnlab {command} --config=FILE --workdir=DIR")
     logging.get_absl_handler().addFilter(_QuietLibraries())
+    from attnlab.checkpoints import CheckpointError
     from attnlab.train import NonFiniteLossError
 
     try:
@@ -178,8 +220,10 @@ def main(argv: list[str]) -> int:
             return _train()
         if command == "sweep":
             return _sweep()
+        if command == "predict":
+            return _predict()
         return _compare(rest)
-    except (ConfigError, FileNotFoundError) as err:
+    except (ConfigError, FileNotFoundError, CheckpointError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except NonFiniteLossError as err:

@@ -30,7 +30,7 @@ import numpy as np
 import optax
 from absl import logging
 
-from attnlab import devices, models, plots, writers
+from attnlab import beam, devices, models, plots, text_metrics, writers
 from attnlab import metrics as metrics_lib
 from attnlab.checkpoints import Checkpointer
 from attnlab.config import flatten, validate
@@ -147,14 +147,22 @@ def make_eval_step(model, alignment: bool):
     return eval_step
 
 
-def make_generate_step(model):
-    """`generate_step(params, batch) -> (tokens, alpha, length, correct [B])`: greedy decoding."""
+def make_generate_step(model, beam_size: int = 1, length_penalty: float = 0.6):
+    """`generate_step(params, batch) -> (tokens, alpha, length, correct [B])`: greedy decoding,
+    or the best hypothesis of a beam search when `beam_size > 1`; at most as many steps as the
+    batch's padded target length."""
 
     def generate_step(params, batch):
         max_len = batch["tgt_out"].shape[1]
-        tokens, alpha, length = models.generate_batch(
-            model, params, batch["src"], batch["src_len"], max_len
-        )
+        if beam_size > 1:
+            best = beam.beam_search(
+                model, params, batch["src"], batch["src_len"], max_len, beam_size, length_penalty
+            )
+            tokens, alpha, length = best.tokens[:, 0], best.alpha[:, 0], best.length[:, 0]
+        else:
+            tokens, alpha, length = models.generate_batch(
+                model, params, batch["src"], batch["src_len"], max_len
+            )
         correct = metrics_lib.sequence_correct(tokens, batch["tgt_out"], batch["tgt_len"])
         return tokens, alpha, length, correct
 
@@ -188,12 +196,45 @@ def seed_slice(tree, k: int):
     return jax.tree.map(lambda x: x[k], tree)
 
 
-def evaluate(programs, params, batches, prefix: str, mesh, num_seeds: int):
+class TextScorer:
+    """Text metrics of one split's generated outputs, per seed: PER/WER against every
+    reference (g2p) or corpus BLEU/chrF (translation), from `Datasets` of a real data set."""
+
+    def __init__(self, data, split: str, num_seeds: int):
+        self.kind, self.vocab, self.detokenize = data.text_metrics, data.tgt_vocab, data.detokenize
+        self.references = data.references[split]
+        self.sums = [{} for _ in range(num_seeds)]
+        self.hypotheses = [[] for _ in range(num_seeds)]
+        self.row = 0
+
+    def add(self, tokens, length, tgt_len) -> None:
+        """One batch of outputs: `tokens [K, B, T]`, `length [K, B]`, `tgt_len [B]`."""
+        rows = [r for r in range(len(tgt_len)) if tgt_len[r] > 0]
+        refs = self.references[self.row : self.row + len(rows)]
+        self.row += len(rows)
+        for k in range(len(self.sums)):
+            hyps = [self.vocab.decode(tokens[k, r, : length[k, r]]) for r in rows]
+            if self.kind == "g2p":
+                sums = text_metrics.g2p_error_sums(hyps, refs)
+                self.sums[k] = metrics_lib.add(self.sums[k], sums)
+            else:
+                self.hypotheses[k] += [self.detokenize(h) for h in hyps]
+
+    def metrics(self, k: int) -> dict:
+        if self.kind == "g2p":
+            return {"per": text_metrics.per(self.sums[k]), "wer": text_metrics.wer(self.sums[k])}
+        refs = [self.detokenize(r[0]) for r in self.references[: self.row]]
+        hyps = self.hypotheses[k]
+        return {"bleu": text_metrics.bleu(hyps, refs), "chrf": text_metrics.chrf(hyps, refs)}
+
+
+def evaluate(programs, params, batches, prefix: str, mesh, num_seeds: int, text=None):
     """Evaluates every seed's model on one split.
 
-    Returns per seed (lists of length `num_seeds`) the metrics under `prefix/` and the greedy
-    exact matches by source length (`{length: [correct, total]}`), plus the per-batch greedy
-    outputs `(tokens, alpha, length)` with a leading seed axis.
+    Returns per seed (lists of length `num_seeds`) the metrics under `prefix/` and the exact
+    matches of the generated output by source length (`{length: [correct, total]}`), plus the
+    per-batch outputs `(tokens, alpha, length)` with a leading seed axis. `text`: a `TextScorer`
+    that adds PER/WER or BLEU/chrF.
     """
     totals, by_length, outputs = [{} for _ in range(num_seeds)], [{} for _ in range(num_seeds)], []
     for batch in batches:
@@ -201,6 +242,8 @@ def evaluate(programs, params, batches, prefix: str, mesh, num_seeds: int):
         sums = devices.to_host(programs["eval"](params, sharded))
         tokens, alpha, length, correct = programs["generate"](params, sharded)
         correct = devices.to_host(correct)
+        if text is not None:
+            text.add(*devices.to_host((tokens, length)), batch["tgt_len"])
         for k in range(num_seeds):
             seq = {"seq_correct": correct[k].sum(), "sequences": (batch["tgt_len"] > 0).sum()}
             totals[k] = metrics_lib.add(metrics_lib.add(totals[k], seed_slice(sums, k)), seq)
@@ -208,20 +251,27 @@ def evaluate(programs, params, batches, prefix: str, mesh, num_seeds: int):
                 correct[k], batch["src_len"], batch["tgt_len"], by_length[k]
             )
         outputs.append((tokens, alpha, length))
-    metrics = [{f"{prefix}/{n}": v for n, v in metrics_lib.normalize(t).items()} for t in totals]
+    metrics = [metrics_lib.normalize(t) for t in totals]
+    if text is not None:
+        metrics = [dict(m, **text.metrics(k)) for k, m in enumerate(metrics)]
+    metrics = [{f"{prefix}/{n}": v for n, v in m.items()} for m in metrics]
     return metrics, outputs, by_length
 
 
-def evaluate_splits(run: Run, splits) -> tuple[list, dict, list]:
+def evaluate_splits(run: Run, splits, final: bool = False) -> tuple[list, dict, list]:
     """`evaluate` over several splits: per seed merged metrics and `{prefix: by-length}`, and the
-    outputs by split."""
+    outputs by split. `final`: decode with `eval.beam_size` (periodic evaluations are greedy)."""
     k = run.num_seeds
     results, outputs, by_length = [{} for _ in range(k)], {}, [{} for _ in range(k)]
+    programs = (
+        dict(run.programs, generate=run.programs["final_generate"]) if final else run.programs
+    )
     for split in splits:
         if split in run.data.eval:
             prefix = SPLIT_PREFIX[split]
+            text = TextScorer(run.data, split, k) if run.data.text_metrics else None
             metrics, outputs[split], tables = evaluate(
-                run.programs, run.state.params, run.data.eval[split], prefix, run.mesh, k
+                programs, run.state.params, run.data.eval[split], prefix, run.mesh, k, text
             )
             for seed in range(k):
                 results[seed].update(metrics[seed])
@@ -298,13 +348,19 @@ class Run:
             if self.independent
             else [data.train]
         )
-        alignment = config.model.score != "none"
+        # Alignment metrics where the data has gold alignments (synthetic tasks, dates).
+        has_gold = any(ex.align is not None for ex in data.examples["validation"])
+        alignment = config.model.score != "none" and has_gold
         step_fn = jax.vmap(make_train_step(model, tx), in_axes=(0, 0 if self.independent else None))
         self.programs = {
             "train": Compiled(step_fn, donate_argnums=(0,)),
             "eval": Compiled(jax.vmap(make_eval_step(model, alignment), in_axes=(0, None))),
             "generate": Compiled(jax.vmap(make_generate_step(model), in_axes=(0, None))),
         }
+        ev = config.eval
+        if ev.beam_size > 1:  # the final evaluation decodes with beam search
+            step = make_generate_step(model, ev.beam_size, ev.length_penalty)
+            self.programs["final_generate"] = Compiled(jax.vmap(step, in_axes=(0, None)))
 
     @property
     def compile_seconds(self) -> float:
@@ -430,7 +486,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
         run.ckpt.wait()
         for writer in writer_list:
             writer.flush()
-    final, outputs, by_length = evaluate_splits(run, ("validation", "long", "test"))
+    final, outputs, by_length = evaluate_splits(run, ("validation", "long", "test"), final=True)
     shown = {"validation": [devices.to_host(outputs["validation"][0])]}  # heat maps' batch
     common = {
         "status": "completed",
@@ -438,8 +494,15 @@ def train_and_evaluate(config, workdir: str) -> dict:
         "num_params": num_params(seed_slice(run.state.params, 0)),
         "compile_seconds": run.compile_seconds,
         "compiled_programs": {k: len(p.programs) for k, p in run.programs.items()},
+        "decoding": (
+            f"beam {config.eval.beam_size}, length penalty {config.eval.length_penalty}"
+            if config.eval.beam_size > 1
+            else "greedy"
+        ),
         "wall_seconds": time.perf_counter() - wall_start,
     }
+    if run.data.filter_counts:  # real data: what the length policy dropped or cut, per split
+        common["data_filter"] = run.data.filter_counts
     per_seed = []
     for k, (run_dir, writer) in enumerate(zip(run.run_dirs, writer_list, strict=True)):
         heatmaps = (

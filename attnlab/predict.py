@@ -1,0 +1,137 @@
+"""Predictions of a trained run for new inputs: `python -m attnlab predict --workdir=DIR`.
+
+The run is rebuilt from its own `config.json` (data only, no code from the work directory is
+executed): the same vocabularies and tokenizers (they are a deterministic function of the
+config), the model, and the parameters of the latest checkpoint. Each input line is one source:
+text for real data sets (a word for g2p, a date for dates, a sentence for tfds:...), space
+separated symbols for the synthetic tasks. Unknown tokens become `<unk>` and are counted; an
+empty line gives an empty prediction and is counted, never an error. Decoding uses the run's
+`eval.beam_size` (greedy when 1), up to `max_len` steps.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from attnlab import beam, generate, models, plots
+from attnlab.checkpoints import Checkpointer, CheckpointError
+from attnlab.config import ConfigError, validate
+from attnlab.data.pipeline import get_datasets
+from attnlab.data.vocab import PAD_ID, UNK_ID
+
+
+@dataclasses.dataclass
+class Prediction:
+    """One input line's result: its source tokens, the output tokens and text, the attention
+    weights `[len(output) + 1, len(source)]` (the last row: the end token), and the number of
+    unknown source tokens."""
+
+    source: list[str]
+    output: list[str]
+    text: str
+    weights: np.ndarray
+    unknown: int
+
+
+class Predictor:
+    """A trained run loaded for prediction (see the module docstring)."""
+
+    def __init__(self, workdir: str, seed_index: int = 0, beam_size: int | None = None):
+        path = os.path.join(workdir, "config.json")
+        if not os.path.exists(path):
+            raise FileNotFoundError(
+                f"{path} not found: --workdir must be the work directory of a training run"
+            )
+        with open(path) as f:
+            self.config = ml_collections.ConfigDict(json.load(f))
+        validate(self.config)
+        c = self.config
+        if not 0 <= seed_index < c.num_seeds:
+            raise ConfigError(
+                f"seed_index={seed_index} is invalid: the run has {c.num_seeds} seeds"
+            )
+        self.data = get_datasets(c.data, c.seed)
+        self.model = models.build_model(c.model, self.data.src_vocab.size, self.data.tgt_vocab.size)
+        from attnlab import train  # the train state layout and optimiser of the run
+
+        tx, _ = train.create_optimizer(c.optim, c.train.num_steps)
+        seeds = [c.seed + k for k in range(c.num_seeds)]
+        state = train.create_train_states(self.model, tx, seeds)
+        ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), c.train.max_to_keep)
+        if ckpt.latest_step() is None:
+            raise CheckpointError(
+                f"no checkpoint in {ckpt.directory}: train the run first (python -m attnlab "
+                f"train --config=... --workdir={workdir})"
+            )
+        state, _ = ckpt.restore(state)
+        ckpt.close()
+        self.step = int(np.asarray(state.step)[seed_index])
+        self.params = jax.tree.map(lambda x: x[seed_index], state.params)
+        self.beam_size = c.eval.beam_size if beam_size is None else beam_size
+        if self.beam_size < 1:
+            raise ConfigError(f"beam_size={self.beam_size} is invalid: must be >= 1")
+        self._decode = jax.jit(self._decode_batch, static_argnums=(3,))
+
+    def tokenize(self, line: str) -> list[str]:
+        """A line's source tokens (characters, pieces or space-separated symbols)."""
+        line = line.rstrip("\n")
+        if self.data.src_tokenize is not None:
+            return self.data.src_tokenize(line)
+        return line.split()
+
+    def _decode_batch(self, params, src, src_len, max_len: int):
+        if self.beam_size > 1:
+            alpha = self.config.eval.length_penalty
+            out = beam.beam_search(self.model, params, src, src_len, max_len, self.beam_size, alpha)
+            return out.tokens[:, 0], out.alpha[:, 0], out.length[:, 0]
+        return generate.greedy(self.model, params, src, src_len, max_len)
+
+    def predict(
+        self, lines: Sequence[str], max_len: int = 0, batch_size: int = 64
+    ) -> list[Prediction]:
+        """Predictions for `lines`, in order. `max_len`: most output tokens (0: twice the
+        longest source plus 10); inputs are padded to multiples of `data.bucket_step`."""
+        sources = [self.tokenize(line) for line in lines]
+        vocab = self.data.src_vocab
+        ids = [vocab.encode(s) if s else np.zeros((0,), np.int32) for s in sources]
+        longest = max([len(s) for s in sources], default=0)
+        max_len = max_len or 2 * longest + 10
+        step = self.config.data.bucket_step
+        width = step * max(1, -(-longest // step))
+        results = []
+        for start in range(0, len(ids), batch_size):
+            chunk = ids[start : start + batch_size]
+            src = np.full((batch_size, width), PAD_ID, np.int32)
+            src_len = np.zeros((batch_size,), np.int32)
+            for r, x in enumerate(chunk):
+                src[r, : len(x)], src_len[r] = x, len(x)
+            tokens, alpha, length = jax.device_get(
+                self._decode(self.params, jnp.asarray(src), jnp.asarray(src_len), max_len)
+            )
+            for r, x in enumerate(chunk):
+                source = sources[start + r]
+                if not source:
+                    results.append(Prediction([], [], "", np.zeros((0, 0)), 0))
+                    continue
+                n = int(length[r])
+                output = self.data.tgt_vocab.decode(tokens[r, :n])
+                text = self.data.detokenize(output) if self.data.detokenize else " ".join(output)
+                weights = np.asarray(alpha[r, :n, : len(x)])
+                results.append(Prediction(source, output, text, weights, int(np.sum(x == UNK_ID))))
+        return results
+
+
+def draw(prediction: Prediction, path: str, title: str | None = None) -> None:
+    """The attention heat map of one prediction (rows: output tokens and the end token)."""
+    labels = prediction.output + ["</s>"]
+    plots.plot_attention(
+        prediction.weights, prediction.source, labels[: len(prediction.weights)], path, title
+    )
