@@ -31,8 +31,8 @@ from attnlab.data.vocab import PAD_ID, UNK_ID
 @dataclasses.dataclass
 class Prediction:
     """One input line's result: its source tokens, the output tokens and text, the attention
-    weights `[len(output) + 1, len(source)]` (the last row: the end token), and the number of
-    unknown source tokens."""
+    weights `[steps, len(source)]` (one row per output token, plus the end token's row when it
+    was produced before `max_len`), and the number of unknown source tokens."""
 
     source: list[str]
     output: list[str]

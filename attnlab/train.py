@@ -263,9 +263,9 @@ def evaluate_splits(run: Run, splits, final: bool = False) -> tuple[list, dict, 
     outputs by split. `final`: decode with `eval.beam_size` (periodic evaluations are greedy)."""
     k = run.num_seeds
     results, outputs, by_length = [{} for _ in range(k)], {}, [{} for _ in range(k)]
-    programs = (
-        dict(run.programs, generate=run.programs["final_generate"]) if final else run.programs
-    )
+    programs = run.programs
+    if final and "final_generate" in programs:
+        programs = dict(programs, generate=programs["final_generate"])
     for split in splits:
         if split in run.data.eval:
             prefix = SPLIT_PREFIX[split]
