@@ -36,8 +36,17 @@ DEFAULT_METRICS = (
     "eval_long/seq_accuracy",
     "test/seq_accuracy",
     "eval/loss",
+    # real data sets: shown where the runs have them
+    "eval/wer",
+    "eval/per",
+    "test/wer",
+    "test/per",
+    "eval/bleu",
+    "eval/chrf",
+    "test/bleu",
+    "test/chrf",
 )
-LOWER_IS_BETTER = ("loss", "perplexity", "aer", "cog_offset")
+LOWER_IS_BETTER = ("loss", "perplexity", "aer", "cog_offset", "per", "wer")
 
 
 @dataclass
