@@ -103,3 +103,16 @@ def test_report_groups_by_variant_and_marks_the_best(tmp_path):
 def test_no_runs_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="no completed runs"):
         compare.compare([str(tmp_path)])
+
+
+def test_lower_is_better_metrics_pick_the_smallest(tmp_path):
+    """`--metric=test/wer`: the variant with the lowest word error rate is the best."""
+    for score, wers in {"general": [0.30, 0.32], "additive": [0.35, 0.36]}.items():
+        for seed, wer in enumerate(wers):
+            _fake_run(str(tmp_path), score, seed, 0.5)
+            path = tmp_path / f"score={score},seed={seed}" / "summary.json"
+            summary = json.load(open(path))
+            json.dump(dict(summary, **{"test/wer": wer}), open(path, "w"))
+    table = compare.compare([str(tmp_path)], best_metric="test/wer")
+    general = next(line for line in table.splitlines() if "score=general" in line)
+    assert "(best)" in general and "test/wer" in table.splitlines()[0]
