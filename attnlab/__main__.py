@@ -66,6 +66,10 @@ _OUTPUT = flags.DEFINE_string("output", "-", "predict: where the predictions go 
 _HEATMAPS = flags.DEFINE_string("heatmaps", None, "predict: draw one attention map per input here")
 _BEAM = flags.DEFINE_integer("beam_size", None, "predict: beam size (default: the run's eval one)")
 _MAX_LEN = flags.DEFINE_integer("max_len", 0, "predict: most output tokens (0: 2 x source + 10)")
+_FORCE = flags.DEFINE_bool(
+    "force", False, "train: continue a work directory whose run has a different config"
+)
+_VERBOSE = flags.DEFINE_bool("verbose", False, "show the traceback of an error")
 _METRIC = flags.DEFINE_string("metric", "eval/seq_accuracy", "compare: metric that picks the best")
 _OUT = flags.DEFINE_string("out", None, "compare: report directory (default: <first DIR>/report)")
 
@@ -95,7 +99,7 @@ def _train() -> int:
         _initialize_distributed()
     from attnlab import train  # after flag parsing: keeps --help fast
 
-    summary = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+    summary = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value, force=_FORCE.value)
     keys = sorted(k for k in summary if k.startswith(("eval", "test")))
     print("\n".join(f"{k}: {summary[k]:.4f}" for k in keys))
     return 0
@@ -213,7 +217,7 @@ def main(argv: list[str]) -> int:
         raise app.UsageError(f"usage: python -m attnlab {command} --config=FILE --workdir=DIR")
     logging.get_absl_handler().addFilter(_QuietLibraries())
     from attnlab.checkpoints import CheckpointError
-    from attnlab.train import NonFiniteLossError
+    from attnlab.train import NonFiniteLossError, TrainingInterrupted
 
     try:
         if command == "train":
@@ -224,11 +228,21 @@ def main(argv: list[str]) -> int:
             return _predict()
         return _compare(rest)
     except (ConfigError, FileNotFoundError, CheckpointError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        return _report(err, 2)
     except NonFiniteLossError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+        return _report(err, 1)
+    except TrainingInterrupted as err:
+        return _report(err, 128 + err.signum)
+
+
+def _report(err: Exception, code: int) -> int:
+    """One readable line for an expected error (the traceback too with --verbose)."""
+    if _VERBOSE.value:
+        import traceback
+
+        traceback.print_exception(err)
+    print(f"error: {err}", file=sys.stderr)
+    return code
 
 
 def run() -> None:

@@ -18,8 +18,11 @@ go to `seed_<s>/` (with a `config.json` for that seed alone) and the checkpoints
 from __future__ import annotations
 
 import functools
+import json
 import math
 import os
+import signal
+import threading
 import time
 from typing import Any
 
@@ -33,7 +36,7 @@ from absl import logging
 from attnlab import beam, devices, models, plots, text_metrics, writers
 from attnlab import metrics as metrics_lib
 from attnlab.checkpoints import Checkpointer
-from attnlab.config import flatten, validate
+from attnlab.config import ConfigError, flatten, validate
 from attnlab.data.pipeline import TrainStream, get_datasets, stack_batches
 from attnlab.progress import Progress
 
@@ -43,6 +46,41 @@ SPLIT_PREFIX = {"validation": "eval", "long": "eval_long", "test": "test"}
 
 class NonFiniteLossError(FloatingPointError):
     """The training loss became NaN or Inf; the message names the step range."""
+
+
+class TrainingInterrupted(RuntimeError):
+    """SIGTERM or SIGINT stopped training after a checkpoint was saved; `signum` says which."""
+
+    def __init__(self, message: str, signum: int):
+        super().__init__(message)
+        self.signum = signum
+
+
+class StopOnSignal:
+    """Within `with StopOnSignal() as stop:`, SIGTERM and SIGINT set `stop.signum` instead of
+    killing the process, so the loop can save a checkpoint first; a second signal of either
+    kind stops at once (KeyboardInterrupt). Outside the main thread this does nothing."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self):
+        self.signum = None
+        self._previous = {}
+
+    def _handle(self, signum, frame):
+        if self.signum is not None:
+            raise KeyboardInterrupt
+        self.signum = signum
+        logging.warning("%s received: saving a checkpoint, then stopping", signal.strsignal(signum))
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
+        return self
+
+    def __exit__(self, *exc_info):
+        for s, handler in self._previous.items():
+            signal.signal(s, handler)
 
 
 @flax.struct.dataclass
@@ -332,6 +370,7 @@ class Run:
         self.config, self.workdir, self.data, self.model = config, workdir, data, model
         self.tx, self.schedule, self.state, self.ckpt = tx, schedule, state, ckpt
         self.start_step, self.mesh = start_step, mesh
+        self.resume_window: dict = {}  # log-window sums saved with the checkpoint
         self.seeds = [config.seed + k for k in range(config.num_seeds)]
         self.num_seeds = len(self.seeds)
         self.run_dirs = (
@@ -374,9 +413,36 @@ class Run:
         return devices.shard_batch(stacked, self.mesh, batch_axis=1)
 
 
-def setup_run(config, workdir: str) -> Run:
-    """Validates the config, builds data/model/optimiser, and restores the latest checkpoint."""
+def check_workdir_config(config, workdir: str, force: bool = False) -> None:
+    """Refuses (`ConfigError`) a work directory that holds a run with a different config, naming
+    the fields that differ, unless `force`."""
+    path = os.path.join(workdir, "config.json")
+    if force or not os.path.exists(path):
+        return
+    with open(path) as f:
+        old = flatten(json.load(f))
+    new = flatten(json.loads(json.dumps(writers.to_jsonable(config.to_dict()))))
+    changed = sorted(
+        k for k in old.keys() | new.keys() if old.get(k, "<absent>") != new.get(k, "<absent>")
+    )
+    if changed:
+        shown = ", ".join(
+            f"{k}: {old.get(k, '<absent>')!r} -> {new.get(k, '<absent>')!r}" for k in changed[:8]
+        )
+        more = f" (and {len(changed) - 8} more)" if len(changed) > 8 else ""
+        raise ConfigError(
+            f"{workdir} holds a run with a different config ({shown}{more}); use another "
+            "--workdir, or --force to continue this run with the new config"
+        )
+
+
+def setup_run(config, workdir: str, force: bool = False) -> Run:
+    """Validates the config, builds data/model/optimiser, and restores the latest checkpoint.
+
+    A work directory holding a run with another config is refused unless `force`.
+    """
     validate(config)
+    check_workdir_config(config, workdir, force)
     mesh = devices.make_mesh()
     devices.check_batch_sizes(
         mesh, batch_size=config.data.batch_size, eval_batch_size=config.data.eval_batch_size
@@ -388,13 +454,16 @@ def setup_run(config, workdir: str) -> Run:
     seeds = [config.seed + k for k in range(config.num_seeds)]
     state = devices.replicate(create_train_states(model, tx, seeds), mesh)
     ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), config.train.max_to_keep)
-    start_step = ckpt.latest_step()
+    start_step, window = ckpt.latest_step(), {}
     if start_step is not None:
-        state, _ = ckpt.restore(state)
+        state, meta = ckpt.restore(state)
+        # float32 sums survive the JSON round trip exactly
+        window = {k: np.asarray(v, np.float32) for k, v in (meta.get("window") or {}).items()}
         logging.info("resumed from the checkpoint at step %d", start_step)
     if devices.is_main_process():
         writers.write_json_atomic(os.path.join(workdir, "config.json"), config.to_dict())
     run = Run(config, workdir, data, model, tx, schedule, state, ckpt, start_step, mesh)
+    run.resume_window = window
     if run.num_seeds > 1 and devices.is_main_process():  # each reads as a one-seed run
         for seed, run_dir in zip(run.seeds, run.run_dirs, strict=True):
             single = config.to_dict()
@@ -404,15 +473,21 @@ def setup_run(config, workdir: str) -> Run:
     return run
 
 
-def train_loop(run: Run, writer_list) -> tuple[float, float]:
+def train_loop(run: Run, writer_list, stop: StopOnSignal | None = None) -> tuple[float, float]:
     """Trains from the state's step to `train.num_steps`, one writer per seed.
+
+    `stop`: when it has caught a signal, the loop saves a checkpoint at the current step and
+    raises `TrainingInterrupted`.
 
     Returns `(seconds, target tokens per seed)` spent in training steps (compiles and evals
     excluded).
     """
     t = run.config.train
     step = int(devices.to_host(run.state.step)[0])
-    window, window_start, window_compile = {}, time.perf_counter(), run.compile_seconds
+    # Sums of the steps since the last log line, restored with the checkpoint: a resumed run
+    # writes the same log lines as an uninterrupted one.
+    window = run.resume_window
+    window_start, window_compile = time.perf_counter(), run.compile_seconds
     train_seconds, train_tokens = 0.0, 0.0
     bar, shown = Progress(t.num_steps, start=step, label="train"), {}
     while step < t.num_steps:
@@ -440,13 +515,21 @@ def train_loop(run: Run, writer_list) -> tuple[float, float]:
             logging.info("step %d: %s", step, _brief(records[0]))
             shown = {"loss": records[0]["train/loss"], "tok/s": records[0]["train/tokens_per_sec"]}
             window, window_start, window_compile = {}, time.perf_counter(), run.compile_seconds
-        if step % t.ckpt_every == 0 or step == t.num_steps:
+        stopping = stop is not None and stop.signum is not None
+        if step % t.ckpt_every == 0 or step == t.num_steps or stopping:
             if window:  # never checkpoint a state whose recent steps were not checked
                 window = devices.to_host(window)
                 first = step - int(window["updates"][0]) + 1
                 for k, seed in enumerate(run.seeds):
                     _check_finite(seed_slice(window, k), first, step, seed)
-            run.ckpt.save(step, run.state, {"step": step})
+            run.ckpt.save(step, run.state, {"step": step, "window": window})
+        if stopping:
+            run.ckpt.wait()
+            name = signal.Signals(stop.signum).name
+            raise TrainingInterrupted(
+                f"{name} at step {step}: checkpoint saved; re-run the same command to resume",
+                stop.signum,
+            )
         bar.update(step, **shown)
     bar.close()
     return train_seconds, train_tokens
@@ -457,15 +540,17 @@ def _brief(record: dict) -> str:
     return ", ".join(f"{k}={record[k]:.4f}" for k in keys if k in record)
 
 
-def train_and_evaluate(config, workdir: str) -> dict:
+def train_and_evaluate(config, workdir: str, force: bool = False) -> dict:
     """Trains and evaluates `config.num_seeds` models; writes the work directory; returns the
     summary (for several seeds: the top-level summary, with each seed's under `"per_seed"`).
 
     Re-running in the same `workdir` resumes from the latest checkpoint (a finished run only
-    re-evaluates). Raises `ConfigError` for a bad config before doing any work.
+    re-evaluates). Raises `ConfigError` for a bad config, or for a work directory holding a run
+    with another config (unless `force`), before doing any work. SIGTERM / SIGINT save a
+    checkpoint and raise `TrainingInterrupted`; `summary.json` then says `"interrupted"`.
     """
     wall_start = time.perf_counter()
-    run = setup_run(config, workdir)
+    run = setup_run(config, workdir, force)
     # A run without a checkpoint starts a clean log; a resumed one drops lines past its step.
     resume_step = run.start_step or 0
     main = devices.is_main_process()  # with several processes, only process 0 writes files
@@ -476,11 +561,13 @@ def train_and_evaluate(config, workdir: str) -> dict:
         for d in run.run_dirs
     ]
     try:
-        train_seconds, train_tokens = train_loop(run, writer_list)
-    except NonFiniteLossError as err:
-        failed = {"status": "failed", "reason": str(err), "step": int(run.ckpt.latest_step() or 0)}
+        with StopOnSignal() as stop:
+            train_seconds, train_tokens = train_loop(run, writer_list, stop)
+    except (NonFiniteLossError, TrainingInterrupted) as err:
+        status = "failed" if isinstance(err, NonFiniteLossError) else "interrupted"
+        stopped = {"status": status, "reason": str(err), "step": int(run.ckpt.latest_step() or 0)}
         if main:
-            writers.write_json_atomic(os.path.join(workdir, "summary.json"), failed)
+            writers.write_json_atomic(os.path.join(workdir, "summary.json"), stopped)
         raise
     finally:
         run.ckpt.wait()

@@ -1,0 +1,113 @@
+"""Faults on purpose: signals, a resume in the middle of a log window, a work directory that holds
+another run."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from test_train import _records, _results, tiny_config
+
+from attnlab import train
+from attnlab.config import ConfigError
+from attnlab.writers import read_jsonl
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_resume_inside_a_log_window_writes_the_same_log(tmp_path):
+    """Checkpoints at 15 and 30 fall inside the 10-step log windows: the window's sums travel
+    with the checkpoint, so the resumed run's log lines equal the uninterrupted run's."""
+    config = tiny_config()
+    config.train.ckpt_every, config.train.max_to_keep = 15, 5
+    full = str(tmp_path / "full")
+    summary_full = train.train_and_evaluate(config, full)
+    stopped = str(tmp_path / "stopped")
+    shutil.copytree(full, stopped)
+    for step in ("30", "40"):
+        shutil.rmtree(os.path.join(stopped, "checkpoints", step))
+    os.remove(os.path.join(stopped, "summary.json"))
+    summary_resumed = train.train_and_evaluate(config, stopped)
+    assert _results(summary_resumed) == _results(summary_full)
+    assert _records(stopped) == _records(full)
+
+
+def test_a_workdir_with_another_config_is_refused_unless_forced(tmp_path):
+    config = tiny_config()
+    config.train.num_steps = 20
+    train.train_and_evaluate(config, str(tmp_path))
+    other = tiny_config()
+    other.train.num_steps = 20
+    other.optim.learning_rate, other.model.score = 1e-3, "general"
+    with pytest.raises(ConfigError) as err:
+        train.train_and_evaluate(other, str(tmp_path))
+    message = str(err.value)
+    assert "optim.learning_rate: 0.003 -> 0.001" in message
+    assert "model.score: 'additive' -> 'general'" in message and "--force" in message
+    other.model.score = "additive"  # same parameter shapes: the checkpoint still fits
+    summary = train.train_and_evaluate(other, str(tmp_path), force=True)
+    assert summary["status"] == "completed"
+    assert json.load(open(tmp_path / "config.json"))["optim"]["learning_rate"] == 1e-3
+
+
+def _train_command(workdir, *overrides):
+    command = [sys.executable, "-m", "attnlab", "train", "--config=configs/reverse.py:quick"]
+    command += [f"--workdir={workdir}", "--config.train.tensorboard=false"]
+    return command + [f"--config.{o}" for o in overrides]
+
+
+TINY = (
+    "data.num_train=640",
+    "data.num_valid=64",
+    "data.num_test=64",
+    "data.num_long=64",
+    "data.eval_batch_size=64",
+    "model.encoder.hidden_dim=16",
+    "model.decoder_hidden_dim=16",
+    "model.attention.attn_dim=16",
+    "train.num_steps=3000",
+    "train.log_every=10",
+    "train.eval_every=3000",
+    "train.ckpt_every=1000",
+    "train.num_heatmaps=0",
+)
+
+
+@pytest.mark.parametrize(
+    "signum", [signal.SIGTERM, pytest.param(signal.SIGINT, marks=pytest.mark.slow)]
+)
+def test_a_signal_saves_a_checkpoint_and_the_same_command_resumes(tmp_path, signum):
+    workdir = tmp_path / "run"
+    env = dict(os.environ, JAX_DISABLE_MOST_OPTIMIZATIONS="true")
+    proc = subprocess.Popen(
+        _train_command(workdir, *TINY), cwd=REPO, env=env, stderr=subprocess.PIPE, text=True
+    )
+    log = workdir / "metrics.jsonl"
+    deadline = time.time() + 240
+    while not (log.exists() and log.read_text().count("\n") >= 2) and time.time() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signum)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signum, stderr[-2000:]
+    assert "checkpoint saved" in stderr and "Traceback" not in stderr
+    summary = json.load(open(workdir / "summary.json"))
+    assert summary["status"] == "interrupted"
+    saved = summary["step"]
+    assert saved >= 20 and os.path.isdir(workdir / "checkpoints" / str(saved))
+    steps = [r["step"] for r in read_jsonl(str(log))]
+    assert steps == list(range(10, steps[-1] + 1, 10)) and steps[-1] <= saved
+    # The same command, shortened so the test stays quick, resumes from that checkpoint.
+    end = (saved // 10 + 2) * 10  # a log step past the saved one (the saved step may not be)
+    short = [o.replace("train.num_steps=3000", f"train.num_steps={end}") for o in TINY]
+    out = subprocess.run(
+        _train_command(workdir, *short) + ["--force"], cwd=REPO, env=env, capture_output=True,
+        text=True, timeout=300,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert f"resumed from the checkpoint at step {saved}" in out.stderr
+    steps = [r["step"] for r in read_jsonl(str(log))]
+    assert steps == list(range(10, end + 1, 10))  # no step missing or written twice
