@@ -1,6 +1,7 @@
 """Faults on purpose: signals, a resume in the middle of a log window, a work directory that holds
 another run."""
 
+import ast
 import json
 import os
 import shutil
@@ -111,3 +112,104 @@ def test_a_signal_saves_a_checkpoint_and_the_same_command_resumes(tmp_path, sign
     assert f"resumed from the checkpoint at step {saved}" in out.stderr
     steps = [r["step"] for r in read_jsonl(str(log))]
     assert steps == list(range(10, end + 1, 10))  # no step missing or written twice
+
+
+KILL_RUN = (
+    "data.num_train=640",
+    "data.num_valid=64",
+    "data.num_test=64",
+    "data.num_long=64",
+    "data.eval_batch_size=64",
+    "model.encoder.hidden_dim=16",
+    "model.decoder_hidden_dim=16",
+    "model.attention.attn_dim=16",
+    "train.num_steps=80",
+    "train.log_every=10",
+    "train.eval_every=40",
+    "train.ckpt_every=5",  # saves every few steps: kills land before, during and after saves
+    "train.max_to_keep=3",
+    "train.num_heatmaps=1",
+)
+
+
+def _final_params(workdir):
+    """The parameters of the last checkpoint of a finished KILL_RUN run."""
+    from attnlab.checkpoints import Checkpointer
+    from attnlab.config import apply_overrides, load_config
+    from attnlab.data.pipeline import get_datasets
+
+    config = load_config(os.path.join(REPO, "configs", "reverse.py") + ":quick")
+    overrides = (o.split("=", 1) for o in KILL_RUN)
+    config = apply_overrides(config, {k: ast.literal_eval(v) for k, v in overrides})
+    data = get_datasets(config.data, config.seed)
+    model = train.models.build_model(config.model, data.src_vocab.size, data.tgt_vocab.size)
+    tx, _ = train.create_optimizer(config.optim, config.train.num_steps)
+    state = train.create_train_states(model, tx, [config.seed])
+    ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), 3)
+    assert ckpt.latest_step() == 80
+    return ckpt.restore(state)[0]
+
+
+def _kill_and_resume(workdir, kill_after_line: int, env) -> int:
+    """Starts the run, SIGKILLs it once `metrics.jsonl` has `kill_after_line` lines (plus a
+    short random delay), then re-runs the same command to the end; returns the steps saved."""
+    import random
+
+    proc = subprocess.Popen(_train_command(workdir, *KILL_RUN), cwd=REPO, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    log = workdir / "metrics.jsonl"
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        if log.exists() and log.read_text().count("\n") >= kill_after_line:
+            break
+        time.sleep(0.05)
+    time.sleep(random.Random(kill_after_line).uniform(0.0, 0.5))
+    proc.kill()  # SIGKILL: no handler runs, a save may be half written
+    proc.wait()
+    saved = sorted(int(s) for s in os.listdir(workdir / "checkpoints") if s.isdigit())
+    out = subprocess.run(_train_command(workdir, *KILL_RUN), cwd=REPO, env=env,
+                         capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    return saved[-1] if saved else 0
+
+
+def _check_identical(run, reference):
+    import numpy as np
+
+    a, b = (json.load(open(d / "summary.json")) for d in (run, reference))
+    assert _results(a) == _results(b)
+    assert _records(str(run)) == _records(str(reference))
+    pa, pb = _final_params(str(run)), _final_params(str(reference))
+    for x, y in zip(jax_leaves(pa), jax_leaves(pb), strict=True):
+        np.testing.assert_array_equal(x, y)
+
+
+def jax_leaves(tree):
+    import jax
+
+    return jax.tree.leaves(tree)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("uninterrupted")
+    env = dict(os.environ, JAX_DISABLE_MOST_OPTIMIZATIONS="true")
+    out = subprocess.run(_train_command(workdir, *KILL_RUN), cwd=REPO, env=env,
+                         capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    return workdir, env
+
+
+def test_sigkill_then_the_same_command_finishes_bit_identical(tmp_path, uninterrupted):
+    reference, env = uninterrupted
+    _kill_and_resume(tmp_path, kill_after_line=3, env=env)
+    _check_identical(tmp_path, reference)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kill_after_line", [0, 1, 2, 4, 5, 6, 7])
+def test_sigkill_campaign(tmp_path, uninterrupted, kill_after_line):
+    """`python -m pytest -m slow tests/test_reliability.py`: a kill at 7 more points."""
+    reference, env = uninterrupted
+    _kill_and_resume(tmp_path, kill_after_line, env)
+    _check_identical(tmp_path, reference)
