@@ -10,8 +10,9 @@ the state has a leading seed axis and the step is `jax.vmap`-ed over it (the bat
 per seed with `seed_batches = "independent"`).
 
 Work directory: `config.json` (resolved config), `metrics.jsonl` (one line per log/eval step),
-`summary.json` (final figures), `checkpoints/` (orbax), `attention/*.png` (heat maps),
-`tb/` (TensorBoard events). With several seeds, each seed's log, summary, heat maps and events
+`summary.json` (final figures), `timing.jsonl` / `timing.json` (speed, kept apart so that the
+results of identical runs are byte-identical), `checkpoints/` (orbax), `attention/*.png` (heat
+maps), `tb/` (TensorBoard events). With several seeds, each seed's log, summary, heat maps and events
 go to `seed_<s>/` (with a `config.json` for that seed alone) and the checkpoints stay on top.
 """
 
@@ -605,7 +606,7 @@ def train_and_evaluate(config, workdir: str, force: bool = False) -> dict:
         if run.num_seeds > 1:
             summary["trained_with_seeds"] = run.seeds  # one vmapped program for all of them
         if main:
-            writers.write_json_atomic(os.path.join(run_dir, "summary.json"), summary)
+            _write_summary(run_dir, summary)
         writer.write_hparams(flatten(config.to_dict()) | {"seed": run.seeds[k]}, final[k])
         writer.close()
         per_seed.append(summary)
@@ -617,5 +618,13 @@ def train_and_evaluate(config, workdir: str, force: bool = False) -> dict:
         run.num_seeds * train_tokens / train_seconds if train_seconds else None
     )
     if main:
-        writers.write_json_atomic(os.path.join(workdir, "summary.json"), top)
+        _write_summary(workdir, top)
     return dict(top, per_seed=per_seed)
+
+
+def _write_summary(directory: str, summary: dict) -> None:
+    """`summary.json` (results: identical for identical runs) and `timing.json` (speed)."""
+    results = {k: v for k, v in summary.items() if writers.is_result(k)}
+    timing = {k: v for k, v in summary.items() if not writers.is_result(k)}
+    writers.write_json_atomic(os.path.join(directory, "summary.json"), results)
+    writers.write_json_atomic(os.path.join(directory, "timing.json"), timing)

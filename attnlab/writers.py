@@ -143,8 +143,11 @@ class JsonlWriter(MetricWriter):
     line is dropped when the file is reopened (and ignored by `read_jsonl`).
     """
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike, keep=None, skip_empty: bool = False):
+        """`keep(name) -> bool` selects the scalars this file holds (all by default);
+        `skip_empty`: write no line for a call none of whose scalars are kept."""
         self.path = os.fspath(path)
+        self._keep, self._skip_empty = keep, skip_empty
         self._drop_partial_last_line()
         self._file = open(self.path, "a", encoding="utf-8")
 
@@ -161,6 +164,10 @@ class JsonlWriter(MetricWriter):
         """Append one line `{"step": step, **scalars}`; non-finite values are written as null."""
         if "step" in scalars:
             raise ValueError("'step' is reserved for the step number and cannot be a metric name")
+        if self._keep is not None:
+            scalars = {k: v for k, v in scalars.items() if self._keep(k)}
+        if self._skip_empty and not scalars:
+            return
         record = {"step": int(step)}
         record.update({str(k): _scalar_value(k, v) for k, v in scalars.items()})
         self._file.write(json.dumps(record, allow_nan=False) + "\n")
@@ -259,10 +266,24 @@ class MultiWriter(MetricWriter):
             w.close()
 
 
+# Fields that measure speed, not results: kept out of metrics.jsonl and summary.json.
+TIMING_KEYS = ("train/tokens_per_sec", "wall_seconds", "compile_seconds")
+TIMING_FILENAME = "timing.jsonl"
+
+
+def is_result(name: str) -> bool:
+    """Whether a logged field is a result (deterministic) rather than a timing."""
+    return name not in TIMING_KEYS
+
+
 def create_writer(
     workdir: str | os.PathLike, tensorboard: bool, resume_step: int | None = None
 ) -> MultiWriter:
-    """Create the run's writer: `workdir/metrics.jsonl`, plus TensorBoard in `workdir/tb`.
+    """Create the run's writer: `workdir/metrics.jsonl` (results), `workdir/timing.jsonl`
+    (speed: `TIMING_KEYS`), plus TensorBoard (both) in `workdir/tb`.
+
+    Results and timing live in separate files so that two runs of the same config and seed
+    give byte-identical `metrics.jsonl` (timing varies from run to run).
 
     `resume_step`: the step of the checkpoint the run resumes from, or None for a run that does
     not resume. When given, JSONL records after that step are removed and TensorBoard is told to
@@ -271,10 +292,14 @@ def create_writer(
     """
     workdir = os.fspath(workdir)
     os.makedirs(workdir, exist_ok=True)
-    jsonl = JsonlWriter(os.path.join(workdir, METRICS_FILENAME))
+    jsonl = JsonlWriter(os.path.join(workdir, METRICS_FILENAME), keep=is_result)
+    timing = JsonlWriter(
+        os.path.join(workdir, TIMING_FILENAME), keep=lambda k: not is_result(k), skip_empty=True
+    )
     if resume_step is not None:
         jsonl.truncate_after(resume_step)
-    writers: list[MetricWriter] = [jsonl]
+        timing.truncate_after(resume_step)
+    writers: list[MetricWriter] = [jsonl, timing]
     if tensorboard:
         purge_step = None if resume_step is None else resume_step + 1
         writers.append(

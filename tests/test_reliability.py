@@ -213,3 +213,13 @@ def test_sigkill_campaign(tmp_path, uninterrupted, kill_after_line):
     reference, env = uninterrupted
     _kill_and_resume(tmp_path, kill_after_line, env)
     _check_identical(tmp_path, reference)
+
+
+def test_two_identical_runs_write_byte_identical_results(tmp_path):
+    config = tiny_config()
+    config.train.num_steps = 20
+    for name in ("a", "b"):
+        train.train_and_evaluate(config, str(tmp_path / name))
+    for name in ("metrics.jsonl", "summary.json", "config.json", "attention/examples.json"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+    assert (tmp_path / "a" / "timing.json").exists()  # speed lives apart and may differ
