@@ -15,12 +15,15 @@ tail of its log; the others go on. The status of every trial is kept in `sweep.j
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import functools
 import hashlib
 import itertools
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -31,6 +34,40 @@ from attnlab.config import ConfigError, load_config_module
 from attnlab.writers import write_json_atomic
 
 STATUS_FILE = "sweep.json"
+LOCK_FILE = "sweep.lock"
+
+
+class SweepLock:
+    """An exclusive lock on a sweep directory (`flock` on `sweep.lock`, released by the OS when
+    the holder exits or is killed): a second sweep into the same directory is refused."""
+
+    def __init__(self, sweep_dir: str):
+        self.path = os.path.join(sweep_dir, LOCK_FILE)
+        self._file = None
+
+    def __enter__(self):
+        self._file = open(self.path, "a+")
+        try:
+            fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._file.seek(0)
+            holder = self._file.read().strip() or "another process"
+            self._file.close()
+            raise ConfigError(
+                f"another sweep ({holder}) is running in {os.path.dirname(self.path)}; wait for "
+                "it to finish or use another --workdir"
+            ) from None
+        self._file.seek(0)
+        self._file.truncate()
+        self._file.write(f"pid {os.getpid()} on {socket.gethostname()}")
+        self._file.flush()
+        return self
+
+    def __exit__(self, *exc_info):
+        fcntl.flock(self._file, fcntl.LOCK_UN)
+        self._file.close()
+
+
 _UNSAFE = re.compile(r"[^A-Za-z0-9._=+,-]+")
 _MAX_NAME = 120
 
@@ -182,6 +219,12 @@ def run_sweep(
             raise ConfigError(f"sweep.index={index} is invalid: the sweep has {len(trials)} trials")
         trials = [trials[index]]
     os.makedirs(sweep_dir, exist_ok=True)
+    # One whole sweep per directory at a time; the jobs of a job array (index) share it.
+    with contextlib.nullcontext() if index is not None else SweepLock(sweep_dir):
+        return _run_trials(config_path, sweep_dir, trials, backend, on_done, common_overrides)
+
+
+def _run_trials(config_path, sweep_dir, trials, backend, on_done, common_overrides):
     for t in trials:
         if trial_status(os.path.join(sweep_dir, t.name)) == "completed":
             t.status = "completed"

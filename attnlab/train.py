@@ -12,8 +12,8 @@ per seed with `seed_batches = "independent"`).
 Work directory: `config.json` (resolved config), `metrics.jsonl` (one line per log/eval step),
 `summary.json` (final figures), `timing.jsonl` / `timing.json` (speed, kept apart so that the
 results of identical runs are byte-identical), `checkpoints/` (orbax), `attention/*.png` (heat
-maps), `tb/` (TensorBoard events). With several seeds, each seed's log, summary, heat maps and events
-go to `seed_<s>/` (with a `config.json` for that seed alone) and the checkpoints stay on top.
+maps), `tb/` (TensorBoard events). With several seeds, each seed's log, summary, heat maps and
+events go to `seed_<s>/` (with a `config.json` for that seed alone); the checkpoints stay on top.
 """
 
 from __future__ import annotations

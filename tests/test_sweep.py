@@ -192,3 +192,30 @@ def test_ray_backend_runs_a_two_trial_sweep_on_a_local_instance(tmp_path, fast_s
         resolved = json.load(open(tmp_path / "s" / t.name / "config.json"))
         assert resolved["seed"] == int(t.name[-1])
         assert json.load(open(tmp_path / "s" / t.name / "summary.json"))["status"] == "completed"
+
+
+def test_a_second_sweep_into_the_same_directory_is_refused(tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    config = tmp_path / "tiny_sweep.py"
+    config.write_text(textwrap.dedent(TWO_TRIALS))
+    with sweep.SweepLock(str(tmp_path)):
+        with pytest.raises(ConfigError, match=f"another sweep \\(pid {os.getpid()}"):
+            sweep.run_sweep(str(config), str(tmp_path))
+    # A holder that is killed releases the lock (the OS drops it with the process).
+    script = (
+        "import time; from attnlab.sweep import SweepLock; "
+        f"lock = SweepLock({str(tmp_path)!r}); lock.__enter__(); "
+        "print('locked', flush=True); time.sleep(60)"
+    )
+    holder = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "locked"
+    with pytest.raises(ConfigError, match="another sweep"):
+        sweep.SweepLock(str(tmp_path)).__enter__()
+    holder.kill()
+    holder.wait()
+    time.sleep(0.1)
+    with sweep.SweepLock(str(tmp_path)):
+        pass
