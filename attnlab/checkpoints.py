@@ -10,13 +10,14 @@ finished save.
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
 
-from attnlab.writers import to_jsonable
+from attnlab.writers import to_jsonable, write_json_atomic
 
 
 class CheckpointError(RuntimeError):
@@ -24,19 +25,59 @@ class CheckpointError(RuntimeError):
 
 
 class Checkpointer:
-    """Saves and restores (state, meta) pairs in `directory`, keeping the last `max_to_keep`."""
+    """Saves and restores (state, meta) pairs in `directory`, keeping the last `max_to_keep`
+    and, with `keep_best > 0`, also the `keep_best` best by the score passed to `save` (higher
+    is better unless `lower_is_better`). Scores are kept in `directory/scores.json`."""
 
-    def __init__(self, directory: str | os.PathLike, max_to_keep: int):
+    def __init__(
+        self,
+        directory: str | os.PathLike,
+        max_to_keep: int,
+        keep_best: int = 0,
+        lower_is_better: bool = False,
+    ):
         if max_to_keep < 1:
             raise ValueError(f"max_to_keep must be >= 1, got {max_to_keep}")
+        if keep_best < 0:
+            raise ValueError(f"keep_best must be >= 0, got {keep_best}")
         # orbax resolves paths itself; an absolute path keeps error messages unambiguous.
         self.directory = os.path.abspath(os.fspath(directory))
+        self.max_to_keep, self.keep_best, self.lower_is_better = (
+            max_to_keep,
+            keep_best,
+            lower_is_better,
+        )
         self._manager = ocp.CheckpointManager(
             self.directory,
             options=ocp.CheckpointManagerOptions(
-                max_to_keep=max_to_keep, create=True, cleanup_tmp_directories=True
+                # With keep_best, retention is done here (orbax keeps either the last or the best).
+                max_to_keep=None if keep_best else max_to_keep,
+                create=True,
+                cleanup_tmp_directories=True,
             ),
         )
+        self._scores_path = os.path.join(self.directory, "scores.json")
+
+    def scores(self) -> dict[int, float]:
+        """`{step: score}` of the checkpoints saved with a score."""
+        if not os.path.exists(self._scores_path):
+            return {}
+        with open(self._scores_path) as f:
+            return {int(k): v for k, v in json.load(f).items()}
+
+    def _prune(self) -> None:
+        """Deletes finished checkpoints that are neither among the last `max_to_keep` nor among
+        the `keep_best` best scored ones."""
+        steps = self.all_steps()
+        keep = set(steps[-self.max_to_keep :])
+        scored = [(s, v) for s, v in self.scores().items() if s in steps and v is not None]
+        sign = 1.0 if self.lower_is_better else -1.0
+        keep |= {
+            s for s, _ in sorted(scored, key=lambda sv: (sign * sv[1], sv[0]))[: self.keep_best]
+        }
+        for step in steps:
+            if step not in keep:
+                self._manager.delete(step)
 
     def latest_step(self) -> int | None:
         """Return the step of the newest finished checkpoint, or None when there is none."""
@@ -46,7 +87,9 @@ class Checkpointer:
         """Return the steps of all kept checkpoints, in increasing order."""
         return sorted(self._manager.all_steps())
 
-    def save(self, step: int, state: Any, meta: dict, force: bool = False) -> bool:
+    def save(
+        self, step: int, state: Any, meta: dict, force: bool = False, score: float | None = None
+    ) -> bool:
         """Start an asynchronous save of `state` and `meta` at `step`; return whether it started.
 
         `meta` must be JSON-serialisable (numpy values are converted; non-finite floats become
@@ -58,6 +101,12 @@ class Checkpointer:
         if step in self._manager.all_steps():
             # orbax raises on an existing step even with force; the saved state is the same step.
             return False
+        if self.keep_best:
+            self._manager.wait_until_finished()  # prune finished saves only
+            if score is not None:
+                scores = {str(k): v for k, v in self.scores().items()} | {str(step): score}
+                write_json_atomic(self._scores_path, scores)
+            self._prune()
         return self._manager.save(
             step,
             args=ocp.args.Composite(
@@ -105,12 +154,14 @@ class Checkpointer:
         return restored.state, restored.meta
 
     def wait(self) -> None:
-        """Block until every pending asynchronous save has finished."""
+        """Block until every pending asynchronous save has finished (then apply retention)."""
         self._manager.wait_until_finished()
+        if self.keep_best:
+            self._prune()
 
     def close(self) -> None:
         """Wait for pending saves and release the manager's resources."""
-        self._manager.wait_until_finished()
+        self.wait()
         self._manager.close()
 
     def __enter__(self):

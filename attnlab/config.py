@@ -107,7 +107,9 @@ def default_config() -> ml_collections.ConfigDict:
     t.log_every = 100  # train metrics to metrics.jsonl (the only host syncs in the loop)
     t.eval_every = 1000  # validation + longer split (a multiple of log_every)
     t.ckpt_every = 1000  # orbax checkpoint; a re-run resumes from the latest one
-    t.max_to_keep = 2  # checkpoints kept
+    t.max_to_keep = 2  # the last checkpoints kept (resume uses the latest)
+    t.keep_best = 0  # also keep this many best checkpoints by best_metric (at eval steps)
+    t.best_metric = "eval/seq_accuracy"  # loss, perplexity, aer, cog_offset, per, wer: lower wins
     t.num_heatmaps = 4  # validation examples drawn to attention/*.png at the end
     t.tensorboard = True  # also write TensorBoard events (scalars + hparams) to workdir/tb
     return c
@@ -250,6 +252,14 @@ def _validate_model(errors, m):
 
 
 def _validate_optim_train(errors, o, t):
+    _check(errors, t.keep_best >= 0, "train.keep_best", t.keep_best, "must be >= 0 (0 = off)")
+    _check(
+        errors,
+        "/" in t.best_metric,
+        "train.best_metric",
+        t.best_metric,
+        "must name an evaluated metric, e.g. eval/seq_accuracy or eval/loss",
+    )
     _choice(errors, o, "optim.", "optimizer", OPTIMIZERS)
     _choice(errors, o, "optim.", "schedule", SCHEDULES)
     _check(errors, o.learning_rate > 0, "optim.learning_rate", o.learning_rate, "must be > 0")

@@ -37,6 +37,7 @@ from absl import logging
 from attnlab import beam, devices, models, plots, text_metrics, writers
 from attnlab import metrics as metrics_lib
 from attnlab.checkpoints import Checkpointer
+from attnlab.compare import LOWER_IS_BETTER
 from attnlab.config import ConfigError, flatten, validate
 from attnlab.data.pipeline import TrainStream, get_datasets, stack_batches
 from attnlab.progress import Progress
@@ -454,7 +455,12 @@ def setup_run(config, workdir: str, force: bool = False) -> Run:
     tx, schedule = create_optimizer(config.optim, config.train.num_steps)
     seeds = [config.seed + k for k in range(config.num_seeds)]
     state = devices.replicate(create_train_states(model, tx, seeds), mesh)
-    ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), config.train.max_to_keep)
+    ckpt = Checkpointer(
+        os.path.join(workdir, "checkpoints"),
+        config.train.max_to_keep,
+        keep_best=config.train.keep_best,
+        lower_is_better=config.train.best_metric.rsplit("/", 1)[-1] in LOWER_IS_BETTER,
+    )
     start_step, window = ckpt.latest_step(), {}
     if start_step is not None:
         state, meta = ckpt.restore(state)
@@ -492,6 +498,7 @@ def train_loop(run: Run, writer_list, stop: StopOnSignal | None = None) -> tuple
     train_seconds, train_tokens = 0.0, 0.0
     bar, shown = Progress(t.num_steps, start=step, label="train"), {}
     while step < t.num_steps:
+        score = None  # the step's best_metric, when it is evaluated
         run.state, sums = run.programs["train"](run.state, run.train_batch(step))
         window = metrics_lib.add(window, sums)
         step += 1
@@ -511,6 +518,9 @@ def train_loop(run: Run, writer_list, stop: StopOnSignal | None = None) -> tuple
                 evals, _, _ = evaluate_splits(run, ("validation", "long"))
                 for record, metrics in zip(records, evals, strict=True):
                     record.update(metrics)
+                values = [m.get(t.best_metric) for m in evals]
+                if all(v is not None and math.isfinite(v) for v in values):
+                    score = float(np.mean(values))  # the mean over seeds ranks checkpoints
             for writer, record in zip(writer_list, records, strict=True):
                 writer.write_scalars(step, record)
             logging.info("step %d: %s", step, _brief(records[0]))
@@ -523,7 +533,7 @@ def train_loop(run: Run, writer_list, stop: StopOnSignal | None = None) -> tuple
                 first = step - int(window["updates"][0]) + 1
                 for k, seed in enumerate(run.seeds):
                     _check_finite(seed_slice(window, k), first, step, seed)
-            run.ckpt.save(step, run.state, {"step": step, "window": window})
+            run.ckpt.save(step, run.state, {"step": step, "window": window}, score=score)
         if stopping:
             run.ckpt.wait()
             name = signal.Signals(stop.signum).name

@@ -141,3 +141,18 @@ def test_restore_into_a_different_structure_raises_checkpoint_error(tmp_path):
         ckpt.save(1, {"w": jnp.ones(3)}, {})
         with pytest.raises(CheckpointError, match="different model"):
             ckpt.restore({"w": jnp.ones(4)})
+
+
+def test_keep_best_keeps_the_last_and_the_best_scored(tmp_path):
+    state = {"w": jnp.zeros((3,))}
+    ckpt = Checkpointer(tmp_path, max_to_keep=2, keep_best=2)
+    scores = {10: 0.5, 20: 0.9, 30: 0.1, 40: 0.8, 50: None, 60: 0.2}
+    for step, score in scores.items():
+        ckpt.save(step, {"w": state["w"] + step}, {"step": step}, score=score)
+    ckpt.close()
+    assert Checkpointer(tmp_path, 2, keep_best=2).all_steps() == [20, 40, 50, 60]
+    lower = Checkpointer(tmp_path / "low", max_to_keep=1, keep_best=1, lower_is_better=True)
+    for step, score in ((1, 3.0), (2, 1.0), (3, 2.0)):
+        lower.save(step, state, {"step": step}, score=score)
+    lower.close()
+    assert Checkpointer(tmp_path / "low", 1).all_steps() == [2, 3]
