@@ -27,13 +27,16 @@ def _token_fontsize(n: int) -> float:
 
 
 def _save(fig: Figure, path: str | os.PathLike) -> None:
-    """Render `fig` to a PNG file at `path`, creating the parent directory."""
+    """Render `fig` to a PNG file at `path`, creating the parent directory. Written to a
+    temporary file and renamed, so a reader never sees half an image."""
     path = os.fspath(path)
     parent = os.path.dirname(path)
     if parent:
         os.makedirs(parent, exist_ok=True)
     FigureCanvasAgg(fig)
-    fig.savefig(path, format="png", dpi=100, bbox_inches="tight")
+    tmp = f"{path}.tmp{os.getpid()}"
+    fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
+    os.replace(tmp, path)
 
 
 def plot_attention(

@@ -146,3 +146,12 @@ def test_predict_cli_reads_stdin_counts_unknown_and_empty_lines(tmp_path, dates_
     assert first.weights.shape[1] == len(first.source)
     np.testing.assert_allclose(first.weights.sum(-1), 1.0, atol=1e-5)
     assert json.load(open(workdir / "config.json"))["data"]["name"] == "dates"
+
+
+def test_limits_that_leave_nothing_are_a_config_error(data_dir):
+    from attnlab.config import ConfigError
+
+    config = tiny("dates", data_dir)
+    config.data.max_len = 2  # no rendered date is this short
+    with pytest.raises(ConfigError, match="0 of 640 'train' examples are left.*truncate"):
+        get_datasets(config.data, seed=0)

@@ -223,3 +223,35 @@ def test_two_identical_runs_write_byte_identical_results(tmp_path):
     for name in ("metrics.jsonl", "summary.json", "config.json", "attention/examples.json"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
     assert (tmp_path / "a" / "timing.json").exists()  # speed lives apart and may differ
+
+
+def test_a_corrupted_checkpoint_is_a_clear_error_naming_what_to_delete(tmp_path):
+    config = tiny_config()
+    config.train.num_steps = 20
+    train.train_and_evaluate(config, str(tmp_path))
+    os.remove(tmp_path / "summary.json")
+    for root, _, files in os.walk(tmp_path / "checkpoints" / "20"):
+        for name in files:  # damage every array file of the latest checkpoint
+            with open(os.path.join(root, name), "r+b") as f:
+                f.truncate(max(0, os.path.getsize(f.name) // 2))
+    command = [sys.executable, "-m", "attnlab", "train", "--config=configs/reverse.py:quick"]
+    command += [f"--workdir={tmp_path}"] + [f"--config.{o}" for o in (
+        "data.num_train=640", "data.num_valid=64", "data.num_test=64", "data.num_long=64",
+        "data.eval_batch_size=64", "model.encoder.hidden_dim=16", "model.decoder_hidden_dim=16",
+        "model.attention.attn_dim=16", "train.num_steps=20", "train.log_every=10",
+        "train.eval_every=20", "train.ckpt_every=20", "train.num_heatmaps=1",
+    )]  # fmt: skip
+    out = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert "cannot restore the checkpoint of step 20" in out.stderr and "Delete" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_predict_without_a_run_or_a_checkpoint_says_what_is_missing(tmp_path):
+    command = [sys.executable, "-m", "attnlab", "predict", f"--workdir={tmp_path}"]
+    out = subprocess.run(command, input="1 2\n", capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and "config.json not found" in out.stderr
+    config = tiny_config()
+    (tmp_path / "config.json").write_text(json.dumps(config.to_dict()))
+    out = subprocess.run(command, input="1 2\n", capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and "no checkpoint" in out.stderr, out.stderr[-2000:]

@@ -23,6 +23,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from attnlab.config import ConfigError
 from attnlab.data import text
 from attnlab.data.vocab import Vocab
 
@@ -138,13 +139,25 @@ def load_corpus(data_cfg) -> Corpus:
     """Reads, tokenizes and length-filters every split of `data_cfg.name` (see the module doc)."""
     raw = _raw_splits(data_cfg)
     if not raw["train"]:
-        raise ValueError(f"data set '{data_cfg.name}' has an empty training split")
+        raise ConfigError(f"config.data.name={data_cfg.name!r}: the training split is empty")
     src_tok, tgt_tok = _tokenizers(data_cfg, raw["train"])
     splits, counts = {}, {}
     for name, rows in raw.items():
         if not rows:
-            raise ValueError(f"data set '{data_cfg.name}' has an empty '{name}' split")
+            raise ConfigError(
+                f"config.data.name={data_cfg.name!r}: the '{name}' split is empty (check "
+                "data.num_train / num_valid / num_test and the data set)"
+            )
         splits[name], counts[name] = _filtered_split(rows, data_cfg, src_tok, tgt_tok)
+        need = data_cfg.batch_size if name == "train" else 1
+        if counts[name]["kept"] < need:
+            raise ConfigError(
+                f"config.data.name={data_cfg.name!r}: {counts[name]['kept']} of "
+                f"{counts[name]['total']} '{name}' examples are left after the length limits "
+                f"(data.max_len={data_cfg.max_len}, data.max_tgt_len={data_cfg.max_tgt_len}, "
+                f"data.overlong={data_cfg.overlong!r}), need at least {need}; raise the limits "
+                "or use data.overlong=truncate"
+            )
     return Corpus(splits, src_tok, tgt_tok, TEXT_METRICS[kind(data_cfg.name)], counts)
 
 
