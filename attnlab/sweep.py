@@ -16,14 +16,14 @@ tail of its log; the others go on. The status of every trial is kept in `sweep.j
 from __future__ import annotations
 
 import contextlib
-import fcntl
+import ctypes
 import functools
 import hashlib
 import itertools
 import json
 import os
 import re
-import socket
+import signal
 import subprocess
 import sys
 import time
@@ -31,41 +31,18 @@ from dataclasses import asdict, dataclass
 
 from attnlab.backends import LocalBackend
 from attnlab.config import ConfigError, load_config_module
+from attnlab.locks import DirectoryLock
 from attnlab.writers import write_json_atomic
 
 STATUS_FILE = "sweep.json"
 LOCK_FILE = "sweep.lock"
 
 
-class SweepLock:
-    """An exclusive lock on a sweep directory (`flock` on `sweep.lock`, released by the OS when
-    the holder exits or is killed): a second sweep into the same directory is refused."""
+class SweepLock(DirectoryLock):
+    """The lock of a sweep directory: a second sweep into it is refused."""
 
     def __init__(self, sweep_dir: str):
-        self.path = os.path.join(sweep_dir, LOCK_FILE)
-        self._file = None
-
-    def __enter__(self):
-        self._file = open(self.path, "a+")
-        try:
-            fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self._file.seek(0)
-            holder = self._file.read().strip() or "another process"
-            self._file.close()
-            raise ConfigError(
-                f"another sweep ({holder}) is running in {os.path.dirname(self.path)}; wait for "
-                "it to finish or use another --workdir"
-            ) from None
-        self._file.seek(0)
-        self._file.truncate()
-        self._file.write(f"pid {os.getpid()} on {socket.gethostname()}")
-        self._file.flush()
-        return self
-
-    def __exit__(self, *exc_info):
-        fcntl.flock(self._file, fcntl.LOCK_UN)
-        self._file.close()
+        super().__init__(sweep_dir, LOCK_FILE, "sweep")
 
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._=+,-]+")
@@ -179,12 +156,23 @@ def run_trial(config_path: str, trial: Trial, sweep_dir: str, common: dict | Non
             trial_command(config_path, trial, trial_dir, common),
             stdout=log,
             stderr=subprocess.STDOUT,
+            preexec_fn=_stop_with_parent,
         )
     trial.seconds = time.perf_counter() - start
     trial.status = "completed" if code == 0 and trial_status(trial_dir) == "completed" else "failed"
     if trial.status == "failed":
         trial.error = f"exit code {code}: " + _error_summary(os.path.join(trial_dir, "train.log"))
     return trial
+
+
+def _stop_with_parent() -> None:
+    """In a trial process (Linux): receive SIGTERM when the sweep that started it dies, so a
+    killed sweep leaves no orphan trial behind; the trial saves a checkpoint and stops, and a
+    re-run of the sweep resumes it."""
+    try:
+        ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 def _error_summary(log_path: str, max_lines: int = 6) -> str:

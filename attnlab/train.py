@@ -18,6 +18,7 @@ events go to `seed_<s>/` (with a `config.json` for that seed alone); the checkpo
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import math
@@ -40,6 +41,7 @@ from attnlab.checkpoints import Checkpointer
 from attnlab.compare import LOWER_IS_BETTER
 from attnlab.config import ConfigError, flatten, validate
 from attnlab.data.pipeline import TrainStream, get_datasets, stack_batches
+from attnlab.locks import DirectoryLock
 from attnlab.progress import Progress
 
 # Metric-name prefix of each evaluated split (a contract: compare and later tools read these).
@@ -560,6 +562,17 @@ def train_and_evaluate(config, workdir: str, force: bool = False) -> dict:
     with another config (unless `force`), before doing any work. SIGTERM / SIGINT save a
     checkpoint and raise `TrainingInterrupted`; `summary.json` then says `"interrupted"`.
     """
+    # One process trains into a work directory at a time (of a multi-process run: process 0).
+    lock = (
+        DirectoryLock(workdir, "run.lock", "training run")
+        if devices.is_main_process()
+        else contextlib.nullcontext()
+    )
+    with lock:
+        return _train_and_evaluate(config, workdir, force)
+
+
+def _train_and_evaluate(config, workdir: str, force: bool) -> dict:
     wall_start = time.perf_counter()
     run = setup_run(config, workdir, force)
     # A run without a checkpoint starts a clean log; a resumed one drops lines past its step.

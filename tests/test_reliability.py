@@ -255,3 +255,44 @@ def test_predict_without_a_run_or_a_checkpoint_says_what_is_missing(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps(config.to_dict()))
     out = subprocess.run(command, input="1 2\n", capture_output=True, text=True, timeout=120)
     assert out.returncode == 2 and "no checkpoint" in out.stderr, out.stderr[-2000:]
+
+
+def test_a_second_training_process_in_the_same_workdir_is_refused(tmp_path):
+    from attnlab.locks import DirectoryLock
+
+    with DirectoryLock(str(tmp_path), "run.lock", "training run"):
+        with pytest.raises(ConfigError, match=f"another training run \\(pid {os.getpid()}"):
+            train.train_and_evaluate(tiny_config(), str(tmp_path))
+    assert not (tmp_path / "metrics.jsonl").exists()  # refused before any work
+
+
+@pytest.mark.slow
+def test_killing_a_sweep_stops_its_trial_and_the_re_run_finishes_it(tmp_path):
+    """SIGKILL the sweep: its running trial gets SIGTERM (no orphan), saves a checkpoint; the
+    same sweep command then skips nothing it should not and resumes the trial."""
+    from test_sweep import TWO_TRIALS
+
+    config = tmp_path / "two.py"
+    config.write_text(TWO_TRIALS)
+    command = [sys.executable, "-m", "attnlab", "sweep", f"--config={config}"]
+    command += [f"--workdir={tmp_path / 's'}", "--config.train.num_steps=400"]
+    command += ["--config.train.log_every=2", "--config.train.ckpt_every=100"]
+    env = dict(os.environ, JAX_DISABLE_MOST_OPTIMIZATIONS="true")
+    sweep_proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL)  # fmt: skip
+    log = tmp_path / "s" / "seed=0" / "metrics.jsonl"
+    deadline = time.time() + 240
+    while not (log.exists() and log.read_text().count("\n") >= 2) and time.time() < deadline:
+        time.sleep(0.1)
+    sweep_proc.kill()
+    sweep_proc.wait()
+    summary = tmp_path / "s" / "seed=0" / "summary.json"
+    deadline = time.time() + 120
+    while not summary.exists() and time.time() < deadline:
+        time.sleep(0.2)
+    assert json.load(open(summary))["status"] == "interrupted"  # the orphan stopped cleanly
+    out = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "2 of 2 trials completed" in out.stdout
+    steps = [r["step"] for r in read_jsonl(str(log))]
+    assert steps == list(range(2, 401, 2))  # resumed: nothing missing, nothing twice
