@@ -213,8 +213,13 @@ def main(argv: list[str]) -> int:
     elif command == "predict":
         if rest or _WORKDIR.value is None:
             raise app.UsageError("usage: python -m attnlab predict --workdir=RUN [--input=FILE]")
-    elif rest or _CONFIG.value is None or _WORKDIR.value is None:
+    elif rest or FLAGS["config"].value is None or _WORKDIR.value is None:
         raise app.UsageError(f"usage: python -m attnlab {command} --config=FILE --workdir=DIR")
+    else:
+        path = config_flags.get_config_filename(FLAGS["config"]).partition(":")[0]
+        if not os.path.isfile(path):
+            print(f"error: config file '{path}' not found", file=sys.stderr)
+            return 2
     logging.get_absl_handler().addFilter(_QuietLibraries())
     from attnlab.checkpoints import CheckpointError
     from attnlab.train import NonFiniteLossError, TrainingInterrupted
@@ -245,9 +250,19 @@ def _report(err: Exception, code: int) -> int:
     return code
 
 
+def _parse_flags(argv: list[str]) -> list[str]:
+    """absl's parser, but a bad flag (unknown field, wrong type, missing config file) is one
+    line and exit code 2, like every other bad input."""
+    try:
+        return FLAGS(argv)
+    except flags.Error as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+
+
 def run() -> None:
     """Console-script entry point (`attnlab train ...`)."""
-    app.run(main)
+    app.run(main, flags_parser=_parse_flags)
 
 
 if __name__ == "__main__":

@@ -108,8 +108,15 @@ def test_cli_misspelt_field_is_refused(tmp_path):
         "--config.model.scor=dot",
         f"--workdir={tmp_path}",
     )
-    assert result.returncode != 0
-    assert "scor" in result.stderr
+    assert result.returncode == 2 and "scor" in result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) <= 3
+    wrong_type = _cli(
+        "train",
+        "--config=configs/reverse.py:quick",
+        "--config.train.num_steps=many",
+        f"--workdir={tmp_path}",
+    )
+    assert wrong_type.returncode == 2 and "num_steps" in wrong_type.stderr
 
 
 def test_cli_sweep_dry_run_lists_every_trial_with_common_overrides(tmp_path):
@@ -147,3 +154,9 @@ def test_every_experiment_config_and_each_trial_validates():
         for arg in ("", ":sort") if "score_functions" in path else ("",):
             for trial in load_sweep(path + arg):
                 validate(apply_overrides(load_config(path + arg), trial.overrides))
+
+
+def test_cli_missing_config_file_exits_2(tmp_path):
+    result = _cli("train", "--config=configs/nope.py:quick", f"--workdir={tmp_path}")
+    assert result.returncode == 2 and "configs/nope.py" in result.stderr
+    assert "Traceback" not in result.stderr
