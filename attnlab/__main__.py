@@ -257,7 +257,11 @@ def _parse_flags(argv: list[str]) -> list[str]:
         return FLAGS(argv)
     except flags.Error as err:
         print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+    except AttributeError as err:  # ml_collections: a field that does not exist
+        detail = err.args[0] if err.args else err
+        detail = detail.args[0] if isinstance(detail, KeyError) and detail.args else detail
+        print(f"error: unknown config field {detail}", file=sys.stderr)
+    sys.exit(2)
 
 
 def run() -> None:
