@@ -166,6 +166,7 @@ def test_cli_sweep_runs_trials_and_reports_progress(tmp_path, fast_subprocesses)
     assert json.load(open(tmp_path / "s" / "seed=1" / "config.json"))["train"]["num_steps"] == 2
 
 
+@pytest.mark.slow  # Ray runs trials in its own (niced) workers: ~30 s idle, minutes when busy
 def test_ray_backend_runs_a_two_trial_sweep_on_a_local_instance(tmp_path, fast_subprocesses):
     ray = pytest.importorskip("ray")
     from attnlab import backends
