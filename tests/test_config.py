@@ -99,6 +99,14 @@ def test_cli_bad_value_exits_2_with_a_readable_message(tmp_path):
     assert result.returncode == 2
     assert "config.model.score='nope' is invalid" in result.stderr
     assert "Traceback" not in result.stderr
+    verbose = _cli(
+        "train",
+        "--config=configs/reverse.py:quick",
+        "--config.model.score=nope",
+        f"--workdir={tmp_path}",
+        "--verbose",
+    )
+    assert verbose.returncode == 2 and "Traceback" in verbose.stderr
 
 
 def test_cli_misspelt_field_is_refused(tmp_path):
