@@ -18,12 +18,11 @@ from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 
 from attnlab import beam, generate, models, plots
 from attnlab.checkpoints import Checkpointer, CheckpointError
-from attnlab.config import ConfigError, validate
+from attnlab.config import ConfigError, apply_overrides, default_config, flatten, validate
 from attnlab.data.pipeline import get_datasets
 from attnlab.data.vocab import PAD_ID, UNK_ID
 
@@ -51,7 +50,9 @@ class Predictor:
                 f"{path} not found: --workdir must be the work directory of a training run"
             )
         with open(path) as f:
-            self.config = ml_collections.ConfigDict(json.load(f))
+            saved = json.load(f)
+        # On top of today's defaults: a run saved before a field existed still loads.
+        self.config = apply_overrides(default_config(), flatten(saved))
         validate(self.config)
         c = self.config
         if not 0 <= seed_index < c.num_seeds:

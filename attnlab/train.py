@@ -39,7 +39,7 @@ from attnlab import beam, devices, models, plots, text_metrics, writers
 from attnlab import metrics as metrics_lib
 from attnlab.checkpoints import Checkpointer
 from attnlab.compare import LOWER_IS_BETTER
-from attnlab.config import ConfigError, flatten, validate
+from attnlab.config import ConfigError, default_config, flatten, validate
 from attnlab.data.pipeline import TrainStream, get_datasets, stack_batches
 from attnlab.locks import DirectoryLock
 from attnlab.progress import Progress
@@ -426,6 +426,10 @@ def check_workdir_config(config, workdir: str, force: bool = False) -> None:
     with open(path) as f:
         old = flatten(json.load(f))
     new = flatten(json.loads(json.dumps(writers.to_jsonable(config.to_dict()))))
+    # A field added after the run was saved, at its default value, is not a difference.
+    defaults = flatten(json.loads(json.dumps(writers.to_jsonable(default_config().to_dict()))))
+    for key in [k for k in new if k not in old and new[k] == defaults.get(k)]:
+        old[key] = new[key]
     changed = sorted(
         k for k in old.keys() | new.keys() if old.get(k, "<absent>") != new.get(k, "<absent>")
     )
