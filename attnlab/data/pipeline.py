@@ -254,33 +254,12 @@ def get_datasets(data_cfg, seed: int) -> Datasets:
     if data_cfg.num_long == 0:
         del splits["long"]
     vocab = make_vocab(data_cfg.vocab_size)
-    train = TrainStream(splits["train"], data_cfg.batch_size, data_cfg.bucket_step, seed)
-    evals = {
-        name: eval_batches(splits[name], data_cfg.eval_batch_size, data_cfg.bucket_step)
-        for name in EVAL_SPLITS
-        if name in splits
-    }
-    all_examples = [ex for split in splits.values() for ex in split]
-    return Datasets(
-        src_vocab=vocab,
-        tgt_vocab=vocab,
-        train=train,
-        eval=evals,
-        examples=splits,
-        max_src_len=max(len(ex.src) for ex in all_examples),
-        max_tgt_len=max(len(ex.tgt) + 1 for ex in all_examples),
-    )
+    return _assemble(splits, vocab, vocab, data_cfg, seed)
 
 
-def _real_datasets(data_cfg, seed: int) -> Datasets:
-    """`Datasets` of a real data set: tokenized by `corpora.load_corpus`, then padded like the
-    synthetic tasks (examples without a gold alignment get -1 at every step)."""
-    corpus = corpora.load_corpus(data_cfg)
-    src_vocab, tgt_vocab = corpus.src_tokenizer.vocab, corpus.tgt_tokenizer.vocab
-    splits = {
-        name: corpora.encode_split(split, src_vocab, tgt_vocab)
-        for name, split in corpus.splits.items()
-    }
+def _assemble(splits, src_vocab, tgt_vocab, data_cfg, seed: int, **extra) -> Datasets:
+    """`Datasets` from encoded splits: the training stream, padded evaluation batches and the
+    longest lengths; `extra`: the real-data fields of `Datasets`."""
     train = TrainStream(splits["train"], data_cfg.batch_size, data_cfg.bucket_step, seed)
     evals = {
         name: eval_batches(splits[name], data_cfg.eval_batch_size, data_cfg.bucket_step)
@@ -296,7 +275,26 @@ def _real_datasets(data_cfg, seed: int) -> Datasets:
         examples=splits,
         max_src_len=max(len(ex.src) for ex in all_examples),
         max_tgt_len=max(len(ex.tgt) + 1 for ex in all_examples),
-        references={name: corpus.splits[name].refs for name in evals},
+        **extra,
+    )
+
+
+def _real_datasets(data_cfg, seed: int) -> Datasets:
+    """`Datasets` of a real data set: tokenized by `corpora.load_corpus`, then padded like the
+    synthetic tasks (examples without a gold alignment get -1 at every step)."""
+    corpus = corpora.load_corpus(data_cfg)
+    src_vocab, tgt_vocab = corpus.src_tokenizer.vocab, corpus.tgt_tokenizer.vocab
+    splits = {
+        name: corpora.encode_split(split, src_vocab, tgt_vocab)
+        for name, split in corpus.splits.items()
+    }
+    return _assemble(
+        splits,
+        src_vocab,
+        tgt_vocab,
+        data_cfg,
+        seed,
+        references={name: corpus.splits[name].refs for name in EVAL_SPLITS if name in splits},
         detokenize=corpus.tgt_tokenizer.decode,
         text_metrics=corpus.metrics,
         filter_counts=corpus.filter_counts,
