@@ -14,6 +14,7 @@ import ml_collections
 
 from attnlab.data.synthetic import TASKS
 from attnlab.decoders import FLOWS, INIT_STATES
+from attnlab.local import KINDS as ATTENTION_KINDS
 from attnlab.rnn import CELLS
 from attnlab.scores import SCORE_NAMES
 
@@ -88,6 +89,10 @@ def default_config() -> ml_collections.ConfigDict:
     a.normalize = False  # additive: weight-normed v, learned scale + bias ("normed Bahdanau")
     a.key_identity = False  # concat: key block of W_a fixed to I (Luong et al. 2015, footnote 15)
     a.max_source_len = 64  # location: S_max rows of W_a; later positions get no weight
+    # soft (global) | local_m (window at p_t = t) | local_p (predicted p_t): Luong et al. 2015
+    # §3.2, Luong order and content-based scores only; scores cost O(window), not O(S)
+    a.kind = "soft"
+    a.window = 8  # local attention: half-width D (Gaussian sigma = D / 2)
 
     c.eval = ev = ml_collections.ConfigDict()
     ev.beam_size = 1  # final evaluation: 1 = greedy, > 1 = beam search (periodic evals: greedy)
@@ -220,6 +225,17 @@ def _validate_model(errors, m):
     _choice(errors, m, "model.", "decoder", FLOWS)
     _choice(errors, m, "model.", "score", SCORE_NAMES)
     _choice(errors, m, "model.", "init_state", INIT_STATES)
+    _choice(errors, m.attention, "model.attention.", "kind", ATTENTION_KINDS)
+    _positive(errors, m.attention, "model.attention.", ["window"])
+    if m.attention.kind != "soft":
+        _check(
+            errors,
+            m.decoder == "luong" and m.score not in ("location", "none"),
+            "model.attention.kind",
+            m.attention.kind,
+            f"local attention needs model.decoder=luong and a content-based score (got "
+            f"decoder={m.decoder!r}, score={m.score!r})",
+        )
     key_dim = m.encoder.hidden_dim * (2 if m.encoder.bidirectional else 1)
     if m.score in SAME_SIZE_SCORES:
         _check(

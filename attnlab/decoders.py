@@ -32,9 +32,10 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
-from attnlab import rnn
+from attnlab import local, rnn
 from attnlab.attention import masked_softmax
 from attnlab.scores import build_score
 
@@ -62,6 +63,7 @@ class Encoded(NamedTuple):
     mask: jnp.ndarray
     final: jnp.ndarray
     context_proj: tuple
+    length: jnp.ndarray | None = None  # [] the source length (local_p's p_t scale)
 
 
 class DecoderCell(nn.Module):
@@ -86,6 +88,8 @@ class DecoderCell(nn.Module):
     input_feeding: bool = True
     attentional_tanh: bool = True
     init_state: str = "tanh_proj"
+    attention_kind: str = "soft"  # soft | local_m | local_p (Luong order; see local.py)
+    window: int = 8  # local attention: half-width D of the window
 
     def setup(self):
         if self.flow not in FLOWS:
@@ -103,9 +107,25 @@ class DecoderCell(nn.Module):
             shape = (self.key_dim + self.hidden_dim, self.hidden_dim)  # rows: [c_t; s_t]
             self.W_c = self.param("W_c", nn.initializers.lecun_normal(), shape)
         self.rnn = rnn.cell_params(self, "rnn_", self.cell, rnn_in, self.hidden_dim)
+        if self.attention_kind not in local.KINDS:
+            raise ValueError(
+                f"unknown attention kind '{self.attention_kind}'; valid: {', '.join(local.KINDS)}"
+            )
+        if self.is_local and (self.flow != "luong" or self.score in ("location", "none")):
+            raise ValueError(
+                f"attention kind '{self.attention_kind}' needs the Luong order and a content-"
+                f"based score, got decoder '{self.flow}' with score '{self.score}'"
+            )
+        if self.attention_kind == "local_p":  # p_t = L sigmoid(v_p^T tanh(W_p s_t)), Eq. 9
+            self.W_p = nn.Dense(self.hidden_dim, use_bias=False, name="W_p")
+            self.v_p = self.param("v_p", nn.initializers.normal(0.1), (self.hidden_dim,))
         if self.init_state == "tanh_proj":
             self.init_proj = nn.Dense(self.hidden_dim, name="init")
         self.out = nn.Dense(self.vocab_size, name="out")
+
+    @property
+    def is_local(self) -> bool:
+        return self.attention_kind != "soft"
 
     @property
     def uses_feed(self) -> bool:
@@ -121,7 +141,8 @@ class DecoderCell(nn.Module):
         """Per-sequence work before the first step: key and context projections."""
         if self.scorer is None:
             return Encoded(keys, None, mask, final, self._project_context(final[None]))
-        return Encoded(keys, self.scorer.prepare(keys), mask, final, self._project_context(keys))
+        prepared, context_proj = self.scorer.prepare(keys), self._project_context(keys)
+        return Encoded(keys, prepared, mask, final, context_proj, jnp.sum(mask).astype(jnp.float32))
 
     def initial_carry(self, enc: Encoded) -> dict:
         """The decoder carry before the first target token."""
@@ -137,7 +158,10 @@ class DecoderCell(nn.Module):
         else:
             h0 = jnp.zeros((self.hidden_dim,), enc.keys.dtype)
         feed = jnp.zeros((self.hidden_dim if self.uses_feed else 0,), h0.dtype)
-        return {"rnn": rnn.initial_carry(self.cell, h0), "feed": feed}
+        carry = {"rnn": rnn.initial_carry(self.cell, h0), "feed": feed}
+        if self.is_local:
+            carry["t"] = jnp.zeros((), jnp.int32)  # the target step: local_m's p_t
+        return carry
 
     def embed_tokens(self, tokens):
         """`tokens: [...]` int -> `(emb [..., E], emb_proj: G x [..., H])`.
@@ -178,12 +202,28 @@ class DecoderCell(nn.Module):
             x_proj = tuple(e + carry["feed"] @ w for e, w in zip(x_proj, feed_weights, strict=True))
         rnn_carry = rnn.cell_step(self.cell, gate_params, carry["rnn"], x_proj)
         s = rnn.carry_output(self.cell, rnn_carry)
-        alpha, (context_c,) = self._weights_and_projected_context(s, enc)  # ... then attend
+        if self.is_local:  # ... then attend inside a window
+            alpha, (context_c,) = self._local_weights_and_context(s, carry["t"], enc)
+        else:  # ... then attend
+            alpha, (context_c,) = self._weights_and_projected_context(s, enc)
         h_tilde = context_c + s @ self.W_c[self.key_dim :]  # W_c [c_t; s_t]
         if self.attentional_tanh:
             h_tilde = jnp.tanh(h_tilde)
         feed = h_tilde if self.uses_feed else carry["feed"]
-        return {"rnn": rnn_carry, "feed": feed}, (h_tilde, alpha)
+        new_carry = {"rnn": rnn_carry, "feed": feed}
+        if self.is_local:
+            new_carry["t"] = carry["t"] + 1
+        return new_carry, (h_tilde, alpha)
+
+    def _local_weights_and_context(self, s, t, enc: Encoded):
+        """Luong et al. 2015's local attention around `p_t` (`local.py`)."""
+        if self.attention_kind == "local_m":
+            position = t.astype(jnp.float32)
+        else:
+            position = enc.length * jax.nn.sigmoid(jnp.tanh(self.W_p(s)) @ self.v_p)
+        return local.local_attention(
+            self.scorer, s, enc.prepared, enc.mask, enc.context_proj, position, self.window
+        )
 
     def readout(self, output, alpha, emb, enc: Encoded):
         """Logits from step outputs; works on one step (`[H]`, `[S]`, `[E]`) or all (`[T, ...]`).

@@ -75,6 +75,8 @@ def build_model(model_cfg, src_vocab_size: int, tgt_vocab_size: int) -> Seq2Seq:
         input_feeding=model_cfg.input_feeding,
         attentional_tanh=model_cfg.attentional_tanh,
         init_state=model_cfg.init_state,
+        attention_kind=a.kind,
+        window=a.window,
     )
     return Seq2Seq(encoder=encoder, decoder=decoder)
 
