@@ -73,6 +73,7 @@ def default_config() -> ml_collections.ConfigDict:
     e.hidden_dim = 128  # per direction; keys are 2x this when bidirectional
     e.num_layers = 1  # stacked layers
     e.bidirectional = True  # Bahdanau et al. 2015's encoder; keys see both directions
+    e.self_attention = ""  # "" = off, or a score name: one self-attention layer over the states
     m.decoder = "bahdanau"  # bahdanau (attend with s_{t-1}, then RNN) | luong (RNN, then attend)
     m.decoder_cell = "gru"  # gru | lstm | simple
     m.decoder_hidden_dim = 128  # decoder state size = query size of the score
@@ -226,6 +227,8 @@ def _validate_model(errors, m):
     _choice(errors, m, "model.", "score", SCORE_NAMES)
     _choice(errors, m, "model.", "init_state", INIT_STATES)
     _choice(errors, m.attention, "model.attention.", "kind", ATTENTION_KINDS)
+    if m.encoder.self_attention:
+        _choice(errors, m.encoder, "model.encoder.", "self_attention", tuple(SCORE_NAMES[:-1]))
     _positive(errors, m.attention, "model.attention.", ["window"])
     if m.attention.kind != "soft":
         _check(

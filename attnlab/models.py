@@ -53,6 +53,14 @@ def build_model(model_cfg, src_vocab_size: int, tgt_vocab_size: int) -> Seq2Seq:
         num_layers=model_cfg.encoder.num_layers,
         cell=model_cfg.encoder.cell,
         bidirectional=model_cfg.encoder.bidirectional,
+        self_attention=model_cfg.encoder.self_attention,
+        score_options=(
+            ("attn_dim", model_cfg.attention.attn_dim),
+            ("bias", model_cfg.attention.bias),
+            ("zero_v", model_cfg.attention.zero_v),
+            ("key_identity", model_cfg.attention.key_identity),
+            ("max_source_len", model_cfg.attention.max_source_len),
+        ),
     )
     a = model_cfg.attention
     decoder = decoders.DecoderCell(
