@@ -93,13 +93,14 @@ def plot_curves(
     bands: Mapping[str, Sequence[float]] | None = None,
     xlabel: str = "step",
     vline: float | None = None,
+    log: bool = False,
 ) -> None:
     """Save a line plot of learning curves as a PNG at `path`.
 
     `series` maps a legend label to `(steps, values)` of equal length; the x axis is the step.
     `bands` optionally maps a label to half-widths drawn as a shaded band `values ± band`
     (e.g. the standard error over seeds). `vline` draws a dashed vertical line at that x
-    (e.g. the longest training length).
+    (e.g. the longest training length). `log`: both axes logarithmic (cost against size).
     """
     fig = Figure(figsize=(7.0, 4.5))
     ax = fig.add_subplot()
@@ -117,6 +118,9 @@ def plot_curves(
             ax.fill_between(steps, values - half, values + half, color=line.get_color(), alpha=0.2)
     if vline is not None:
         ax.axvline(vline, color="gray", linestyle="--", linewidth=1)
+    if log:
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.grid(True, alpha=0.3)
