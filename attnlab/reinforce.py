@@ -1,0 +1,47 @@
+"""The score-function (REINFORCE) estimator, for attention that samples where to look.
+
+Williams 1992: for a policy `pi_theta(a)` and a reward `R(a)` that is not differentiable in `a`,
+
+    grad_theta E[R] = E[(R(a) - b) grad_theta log pi_theta(a)]
+
+for any baseline `b` that does not depend on `a` (it lowers the variance, not the mean). The
+surrogate losses below have exactly that gradient under `jax.grad`: the reward and the baseline
+enter through `stop_gradient`, so only `log pi` is differentiated. A learned baseline is trained
+separately by regressing the reward (`baseline_loss`); a moving average needs no parameters
+(`moving_average`). An entropy bonus keeps the policy from collapsing early.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+
+def reinforce_loss(log_prob, reward, baseline=0.0):
+    """Surrogate `-(R - b) log pi(a)`, averaged; its gradient is the REINFORCE estimate of
+    `-grad E[R]`. `log_prob`, `reward`, `baseline`: arrays of one shape (or scalars)."""
+    advantage = jax.lax.stop_gradient(reward - baseline)
+    return -jnp.mean(advantage * log_prob)
+
+
+def baseline_loss(baseline, reward):
+    """Squared error of a learned baseline against the (fixed) reward."""
+    return jnp.mean((baseline - jax.lax.stop_gradient(reward)) ** 2)
+
+
+def moving_average(average, reward, decay: float = 0.9):
+    """The next value of an exponential moving-average baseline."""
+    return decay * average + (1.0 - decay) * jnp.mean(jax.lax.stop_gradient(reward))
+
+
+def categorical_entropy(logits):
+    """Entropy of `softmax(logits)` over the last axis (the exploration bonus)."""
+    log_p = jax.nn.log_softmax(logits)
+    return -jnp.sum(jnp.exp(log_p) * log_p, axis=-1)
+
+
+def gaussian_log_prob(x, mean, log_std):
+    """`log N(x; mean, exp(log_std)^2)`, summed over the last axis (a location policy)."""
+    var = jnp.exp(2.0 * log_std)
+    per_dim = -0.5 * ((x - mean) ** 2 / var + 2.0 * log_std + jnp.log(2.0 * jnp.pi))
+    return jnp.sum(per_dim, axis=-1)
