@@ -198,9 +198,11 @@ def load_pairs(
     try:
         source = builder.as_data_source(split=split)
     except (NotImplementedError, KeyError) as e:
-        # Unprepared data: the builder falls back to the TFRECORD format, which has no random
-        # access (NotImplementedError), or has no splits at all (KeyError). Data prepared as
-        # tfrecord raise the same NotImplementedError, and a missing split the same KeyError.
+        # Reading is tried first (not `is_prepared()`): `tfds.testing.mock_data` serves data
+        # from builders that report unprepared. TFDS signals the failures this way: an
+        # unprepared builder falls back to the tfrecord format, which has no random access
+        # (NotImplementedError, also for data prepared as tfrecord), and an unknown split is a
+        # KeyError. Each becomes an error that says what to do.
         if not builder.is_prepared():
             raise DatasetNotPreparedError(
                 _not_prepared_message(name, data_dir, builder.data_dir)
