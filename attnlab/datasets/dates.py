@@ -18,6 +18,8 @@ import unicodedata
 import numpy as np
 import tensorflow_datasets as tfds
 
+from attnlab.datasets.base import ArrayRecordBuilder
+
 LOCALES = (
     "en_US",
     "en_GB",
@@ -286,11 +288,11 @@ def generate(config: DatesConfig) -> tuple[dict[str, list[dict]], dict]:
     return splits, stats
 
 
-class AttnlabDates(tfds.core.GeneratorBasedBuilder):
+class AttnlabDates(ArrayRecordBuilder):
     """Human-readable dates (CLDR via Babel, several locales/formats) to ISO 8601.
 
-    Written as array_record by default (TFDS's default, tfrecord, cannot be written or read
-    without TensorFlow); read it with `as_data_source()` / `tfds.data_source`.
+    Written as array_record (`ArrayRecordBuilder`); read it with `as_data_source()` /
+    `tfds.data_source`.
     """
 
     name = "attnlab_dates"
@@ -310,9 +312,6 @@ class AttnlabDates(tfds.core.GeneratorBasedBuilder):
         ),
     ]
     DEFAULT_CONFIG_NAME = "default"
-
-    def __init__(self, *, file_format=None, **kwargs):
-        super().__init__(file_format=file_format or "array_record", **kwargs)
 
     def _info(self) -> tfds.core.DatasetInfo:
         return self.dataset_info_from_configs(

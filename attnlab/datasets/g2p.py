@@ -15,6 +15,8 @@ import re
 
 import tensorflow_datasets as tfds
 
+from attnlab.datasets.base import ArrayRecordBuilder
+
 _WORD_RE = re.compile(r"^[a-z']+$")
 _STRESS_RE = re.compile(r"[0-9]")
 
@@ -102,11 +104,11 @@ class G2pConfig(tfds.core.BuilderConfig):
     subsample: int = 1
 
 
-class AttnlabG2p(tfds.core.GeneratorBasedBuilder):
+class AttnlabG2p(ArrayRecordBuilder):
     """CMUdict grapheme-to-phoneme pairs, one example per word, split by a hash of the word.
 
-    Written as array_record by default (TFDS's default, tfrecord, cannot be written or read
-    without TensorFlow); read it with `as_data_source()` / `tfds.data_source`.
+    Written as array_record (`ArrayRecordBuilder`); read it with `as_data_source()` /
+    `tfds.data_source`.
     """
 
     name = "attnlab_g2p"
@@ -128,9 +130,6 @@ class AttnlabG2p(tfds.core.GeneratorBasedBuilder):
         ),
     ]
     DEFAULT_CONFIG_NAME = "no_stress"
-
-    def __init__(self, *, file_format=None, **kwargs):
-        super().__init__(file_format=file_format or "array_record", **kwargs)
 
     def _info(self) -> tfds.core.DatasetInfo:
         return self.dataset_info_from_configs(
