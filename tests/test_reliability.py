@@ -61,7 +61,8 @@ def _train_command(workdir, *overrides):
     return command + [f"--config.{o}" for o in overrides]
 
 
-TINY = (
+# The data and model of `test_train.tiny_config`, as command-line overrides.
+TINY_MODEL = (
     "data.num_train=640",
     "data.num_valid=64",
     "data.num_test=64",
@@ -70,6 +71,8 @@ TINY = (
     "model.encoder.hidden_dim=16",
     "model.decoder_hidden_dim=16",
     "model.attention.attn_dim=16",
+)
+TINY = TINY_MODEL + (
     "train.num_steps=3000",
     "train.log_every=10",
     "train.eval_every=3000",
@@ -114,15 +117,7 @@ def test_a_signal_saves_a_checkpoint_and_the_same_command_resumes(tmp_path, sign
     assert steps == list(range(10, end + 1, 10))  # no step missing or written twice
 
 
-KILL_RUN = (
-    "data.num_train=640",
-    "data.num_valid=64",
-    "data.num_test=64",
-    "data.num_long=64",
-    "data.eval_batch_size=64",
-    "model.encoder.hidden_dim=16",
-    "model.decoder_hidden_dim=16",
-    "model.attention.attn_dim=16",
+KILL_RUN = TINY_MODEL + (
     "train.num_steps=80",
     "train.log_every=10",
     "train.eval_every=40",
@@ -227,21 +222,17 @@ def test_two_identical_runs_write_byte_identical_results(tmp_path):
 
 def test_a_corrupted_checkpoint_is_a_clear_error_naming_what_to_delete(tmp_path):
     config = tiny_config()
-    config.train.num_steps = 20
+    config.train.num_steps, config.train.tensorboard = 20, False
     train.train_and_evaluate(config, str(tmp_path))
     os.remove(tmp_path / "summary.json")
     for root, _, files in os.walk(tmp_path / "checkpoints" / "20"):
         for name in files:  # damage every array file of the latest checkpoint
             with open(os.path.join(root, name), "r+b") as f:
                 f.truncate(max(0, os.path.getsize(f.name) // 2))
-    command = [sys.executable, "-m", "attnlab", "train", "--config=configs/reverse.py:quick"]
-    command += [f"--workdir={tmp_path}"] + [f"--config.{o}" for o in (
-        "data.num_train=640", "data.num_valid=64", "data.num_test=64", "data.num_long=64",
-        "data.eval_batch_size=64", "model.encoder.hidden_dim=16", "model.decoder_hidden_dim=16",
-        "model.attention.attn_dim=16", "train.num_steps=20", "train.log_every=10",
-        "train.eval_every=20", "train.ckpt_every=20", "train.num_heatmaps=1",
-    )]  # fmt: skip
-    out = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+    same = TINY_MODEL + ("train.num_steps=20", "train.log_every=10", "train.eval_every=20")
+    same += ("train.ckpt_every=20", "train.num_heatmaps=1")
+    out = subprocess.run(_train_command(tmp_path, *same), cwd=REPO, capture_output=True,
+                         text=True, timeout=300)  # fmt: skip
     assert out.returncode == 2, out.stderr[-2000:]
     assert "cannot restore the checkpoint of step 20" in out.stderr and "Delete" in out.stderr
     assert "Traceback" not in out.stderr
