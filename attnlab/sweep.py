@@ -169,10 +169,8 @@ def _stop_with_parent() -> None:
     """In a trial process (Linux): receive SIGTERM when the sweep that started it dies, so a
     killed sweep leaves no orphan trial behind; the trial saves a checkpoint and stops, and a
     re-run of the sweep resumes it."""
-    try:
+    with contextlib.suppress(OSError, AttributeError):  # not Linux: no such call
         ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
 
 
 def _error_summary(log_path: str, max_lines: int = 6) -> str:

@@ -30,6 +30,7 @@ returning counts so the caller can log how much data was lost.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
 import io
@@ -90,10 +91,8 @@ def _register_translation_builders() -> None:
     later module, `translate` included, is skipped and `tfds.builder("wmt14_translate/de-en")`
     fails with "not found". Importing the module directly registers them.
     """
-    try:
+    with contextlib.suppress(ImportError):  # a trimmed TFDS build: other datasets still work
         importlib.import_module("tensorflow_datasets.translate")
-    except ImportError:  # a trimmed TFDS build; other datasets still work
-        pass
 
 
 def prepare_command(name: str, data_dir: str | None = None) -> str:
