@@ -62,8 +62,10 @@ class TrainingInterrupted(RuntimeError):
 
 class StopOnSignal:
     """Within `with StopOnSignal() as stop:`, SIGTERM and SIGINT set `stop.signum` instead of
-    killing the process, so the loop can save a checkpoint first; a second signal of either
-    kind stops at once (KeyboardInterrupt). Outside the main thread this does nothing."""
+    killing the process, so the loop can save a checkpoint first. A second Ctrl-C (SIGINT)
+    stops at once (KeyboardInterrupt); a repeated SIGTERM does not, since schedulers and dying
+    parents may send it more than once while the checkpoint is being saved. Outside the main
+    thread this does nothing."""
 
     SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
@@ -73,7 +75,9 @@ class StopOnSignal:
 
     def _handle(self, signum, frame):
         if self.signum is not None:
-            raise KeyboardInterrupt
+            if signum == signal.SIGINT:  # the user insists
+                raise KeyboardInterrupt
+            return  # already stopping
         self.signum = signum
         logging.warning("%s received: saving a checkpoint, then stopping", signal.strsignal(signum))
 

@@ -287,3 +287,15 @@ def test_killing_a_sweep_stops_its_trial_and_the_re_run_finishes_it(tmp_path):
     assert "2 of 2 trials completed" in out.stdout
     steps = [r["step"] for r in read_jsonl(str(log))]
     assert steps == list(range(2, 401, 2))  # resumed: nothing missing, nothing twice
+
+
+def test_repeated_sigterm_is_ignored_a_second_ctrl_c_is_not():
+    with train.StopOnSignal() as stop:
+        os.kill(os.getpid(), signal.SIGTERM)
+        os.kill(os.getpid(), signal.SIGTERM)  # e.g. a dying sweep: still saving, no abort
+        time.sleep(0.01)  # handlers run between bytecodes
+        assert stop.signum == signal.SIGTERM
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.01)
+    assert signal.getsignal(signal.SIGTERM) is not stop._handle  # handlers restored
