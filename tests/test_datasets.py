@@ -53,7 +53,11 @@ def dates_builds(tmp_path_factory):
 
 
 def test_builders_are_registered(tmp_path):
-    assert attnlab.datasets.NAMES == {"g2p": "attnlab_g2p", "dates": "attnlab_dates"}
+    assert attnlab.datasets.NAMES == {
+        "g2p": "attnlab_g2p",
+        "dates": "attnlab_dates",
+        "digits": "attnlab_digits_canvas",
+    }
     for name, cls, default in [
         ("attnlab_g2p", attnlab.datasets.AttnlabG2p, "no_stress"),
         ("attnlab_dates", attnlab.datasets.AttnlabDates, "default"),

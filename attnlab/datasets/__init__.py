@@ -1,6 +1,7 @@
-"""TFDS datasets for attnlab: `attnlab_g2p` (CMUdict) and `attnlab_dates` (CLDR dates).
+"""TFDS datasets for attnlab: `attnlab_g2p` (CMUdict), `attnlab_dates` (CLDR dates) and
+`attnlab_digits_canvas` (scikit-learn's digits on a canvas, for the recurrent attention model).
 
-Importing this package registers both builders with TFDS, after which
+Importing this package registers the builders with TFDS, after which
 `tfds.builder("attnlab_g2p")` and `tfds.data_source("attnlab_dates", ...)` find them. Both are
 generated locally (no download) and written as array_record, the format TFDS reads without
 TensorFlow; read them with `as_data_source()` / `tfds.data_source` (not `tfds.load`), or load
@@ -10,6 +11,7 @@ a whole split into memory with `load_split`::
 
     train = load_split("g2p", "train")          # [{"word": "tank", "phonemes": "T AE NG K", ...}]
     test = load_split("dates", "test", config="small")
+    images = load_arrays("digits", "train", config="cluttered")  # {"image": uint8 [N, 32, 32]...}
 """
 
 from __future__ import annotations
@@ -20,12 +22,23 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from attnlab.datasets.dates import AttnlabDates, DatesConfig
+from attnlab.datasets.digits_canvas import AttnlabDigitsCanvas, DigitsCanvasConfig
 from attnlab.datasets.g2p import AttnlabG2p, G2pConfig
 
-__all__ = ["AttnlabDates", "AttnlabG2p", "DatesConfig", "G2pConfig", "NAMES", "load_split"]
+__all__ = [
+    "AttnlabDates",
+    "AttnlabDigitsCanvas",
+    "AttnlabG2p",
+    "DatesConfig",
+    "DigitsCanvasConfig",
+    "G2pConfig",
+    "NAMES",
+    "load_arrays",
+    "load_split",
+]
 
-# Short names accepted by `load_split`, and the TFDS names they stand for.
-NAMES = {"g2p": AttnlabG2p.name, "dates": AttnlabDates.name}
+# Short names accepted by `load_split` and `load_arrays`, and the TFDS names they stand for.
+NAMES = {"g2p": AttnlabG2p.name, "dates": AttnlabDates.name, "digits": AttnlabDigitsCanvas.name}
 
 
 def load_split(
@@ -59,6 +72,28 @@ def load_split(
         indices = range(start, min(start + batch_size, len(source)))
         examples.extend(_decode(x) for x in _read_batch(source, indices))
     return examples
+
+
+def load_arrays(
+    name: str,
+    split: str,
+    data_dir: str | None = None,
+    config: str | tfds.core.BuilderConfig | None = None,
+    batch_size: int = 4096,
+) -> dict[str, np.ndarray]:
+    """One split of a data set of fixed-shape features (images) as stacked numpy arrays,
+    building it first if needed: `{feature: [N, ...]}` in file order. Arguments as for
+    `load_split`; far faster than `load_split` for images (no conversion to lists)."""
+    tfds.disable_progress_bar()
+    builder = tfds.builder(NAMES.get(name, name), data_dir=data_dir, config=config)
+    builder.download_and_prepare()
+    source = builder.as_data_source(split=split)
+    columns: dict[str, list] = {}
+    for start in range(0, len(source), batch_size):
+        for record in _read_batch(source, range(start, min(start + batch_size, len(source)))):
+            for key, value in record.items():
+                columns.setdefault(key, []).append(np.asarray(value))
+    return {key: np.stack(values) for key, values in columns.items()}
 
 
 def _read_batch(source, indices: range) -> list:

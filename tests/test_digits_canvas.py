@@ -1,0 +1,99 @@
+"""The `attnlab_digits_canvas` builder: digits kept intact at the recorded place, clutter where
+asked, a fixed split by image, and the same data from two builds."""
+
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+from attnlab.datasets import DigitsCanvasConfig, digits_canvas, load_arrays
+
+SPLITS = ("train", "validation", "test")
+SIZES = {"train_size": 600, "validation_size": 120, "test_size": 120}
+
+
+def _load(data_dir, config):
+    return {s: load_arrays("digits", s, data_dir=str(data_dir), config=config) for s in SPLITS}
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return digits_canvas.digit_images()
+
+
+@pytest.fixture(scope="module")
+def cluttered(tmp_path_factory):
+    """A small cluttered config built twice into different directories."""
+    config = DigitsCanvasConfig(name="test_cluttered", canvas_size=24, clutter=5, **SIZES)
+    return [_load(tmp_path_factory.mktemp(f"canvas{i}"), config) for i in range(2)]
+
+
+@pytest.fixture(scope="module")
+def plain(tmp_path_factory):
+    config = DigitsCanvasConfig(name="test_plain", canvas_size=20, clutter=0, **SIZES)
+    return _load(tmp_path_factory.mktemp("plain"), config)
+
+
+def _outside_box(image, position):
+    mask = np.ones(image.shape, bool)
+    r, c = position
+    mask[r : r + 8, c : c + 8] = False
+    return image[mask]
+
+
+def test_registered_with_plain_and_cluttered_configs(tmp_path):
+    builder = tfds.builder("attnlab_digits_canvas/cluttered", data_dir=str(tmp_path))
+    assert isinstance(builder, digits_canvas.AttnlabDigitsCanvas)
+    assert builder.info.file_format.value == "array_record"
+    assert builder.builder_config.clutter > 0
+    plain = tfds.builder("attnlab_digits_canvas", data_dir=str(tmp_path)).builder_config
+    assert plain.name == "plain" and plain.clutter == 0
+
+
+def test_the_digit_is_intact_at_its_position(cluttered, plain, digits):
+    images, labels = digits
+    for data in (cluttered[0], plain):
+        for split in SPLITS:
+            d = data[split]
+            assert d["image"].dtype == np.uint8
+            for image, label, (r, c), index in zip(
+                d["image"], d["label"], d["position"], d["digit_index"], strict=True
+            ):
+                np.testing.assert_array_equal(image[r : r + 8, c : c + 8], images[index])
+                assert label == labels[index]
+
+
+def test_clutter_only_where_asked(cluttered, plain):
+    for split in SPLITS:
+        d = plain[split]
+        assert all(
+            not _outside_box(x, p).any() for x, p in zip(d["image"], d["position"], strict=True)
+        )
+        d = cluttered[0][split]
+        with_ink = [
+            _outside_box(x, p).any() for x, p in zip(d["image"], d["position"], strict=True)
+        ]
+        assert np.mean(with_ink) > 0.9  # 5 fragments: almost never all blank or all hidden
+
+
+def test_builds_are_deterministic_and_split_by_image(cluttered):
+    first, second = cluttered
+    for split in SPLITS:
+        for key in first[split]:
+            np.testing.assert_array_equal(first[split][key], second[split][key])
+    pools = {s: set(first[s]["digit_index"].tolist()) for s in SPLITS}
+    assert not pools["train"] & pools["validation"]
+    assert not pools["train"] & pools["test"]
+    assert not pools["validation"] & pools["test"]
+    assert len(pools["validation"]) == 120  # 120 of the 250 validation digits, each once
+    assert {len(first[s]["label"]) for s in SPLITS} == {600, 120}
+    # positions cover the canvas, not one corner
+    positions = first["train"]["position"]
+    assert positions.min() == 0 and positions.max() == 24 - 8
+
+
+def test_compose_writes_the_digit_over_clutter():
+    digit = np.full((2, 2), 7, np.uint8)
+    piece = np.full((2, 2), 9, np.uint8)
+    canvas = digits_canvas.compose(digit, 4, (1, 1), [(piece, (0, 0)), (piece, (2, 2))])
+    expected = [[9, 9, 0, 0], [9, 7, 7, 0], [0, 7, 7, 9], [0, 0, 9, 9]]
+    np.testing.assert_array_equal(canvas, expected)
