@@ -13,8 +13,8 @@ import os
 import ml_collections
 
 from attnlab.data.synthetic import TASKS
-from attnlab.decoders import FLOWS, INIT_STATES
-from attnlab.local import KINDS as ATTENTION_KINDS
+from attnlab.decoders import ATTENTION_KINDS, FLOWS, INIT_STATES
+from attnlab.hard import POLICIES as HARD_POLICIES
 from attnlab.rnn import CELLS
 from attnlab.scores import SCORE_NAMES
 
@@ -23,6 +23,8 @@ SCHEDULES = ("constant", "cosine")
 SEED_BATCHES = ("shared", "independent")
 SAME_SIZE_SCORES = ("dot", "scaled_dot", "concat_shared")
 REAL_DATA = ("g2p", "dates")
+REWARDS = ("step_loss", "sequence_accuracy")
+BASELINES = ("moving_average", "learned", "none")
 OVERLONG = ("drop", "truncate")
 TOKENIZERS = ("char", "sentencepiece")
 SUBWORD_MODELS = ("unigram", "bpe")
@@ -94,6 +96,18 @@ def default_config() -> ml_collections.ConfigDict:
     # §3.2, Luong order and content-based scores only; scores cost O(window), not O(S)
     a.kind = "soft"
     a.window = 8  # local attention: half-width D (Gaussian sigma = D / 2)
+    # hard: one source position per step, sampled in training, argmax / mean at evaluation
+    a.hard_policy = "categorical"  # categorical: from softmax(scores) | gaussian: a location
+    a.hard_std = 1.0  # gaussian policy: sigma in source positions (the start value if learned)
+    a.hard_learned_std = False  # gaussian policy: learn log sigma with the policy
+    # How hard attention's policy is trained (REINFORCE, reinforce.py); read only by kind=hard.
+    m.reinforce = r = ml_collections.ConfigDict()
+    r.reward = "step_loss"  # step_loss: -cross-entropy of the step | sequence_accuracy (0/1)
+    r.baseline = "moving_average"  # moving_average | learned (b = w^T s + c, regressed) | none
+    r.baseline_decay = 0.99  # moving_average: b <- decay b + (1 - decay) mean reward
+    r.policy_weight = 1.0  # weight of the REINFORCE surrogate in the loss
+    r.entropy_weight = 0.01  # bonus for the policy's entropy (keeps it exploring early)
+    r.baseline_weight = 1.0  # learned baseline: weight of its squared error
 
     c.eval = ev = ml_collections.ConfigDict()
     ev.beam_size = 1  # final evaluation: 1 = greedy, > 1 = beam search (periodic evals: greedy)
@@ -230,7 +244,24 @@ def _validate_model(errors, m):
     if m.encoder.self_attention:
         _choice(errors, m.encoder, "model.encoder.", "self_attention", tuple(SCORE_NAMES[:-1]))
     _positive(errors, m.attention, "model.attention.", ["window"])
-    if m.attention.kind != "soft":
+    _choice(errors, m.attention, "model.attention.", "hard_policy", HARD_POLICIES)
+    _check(
+        errors,
+        m.attention.hard_std > 0,
+        "model.attention.hard_std",
+        m.attention.hard_std,
+        "must be > 0",
+    )
+    _validate_reinforce(errors, m.reinforce)
+    if m.attention.kind == "hard":
+        _check(
+            errors,
+            m.score != "none",
+            "model.attention.kind",
+            "hard",
+            "needs a score to sample from (model.score is 'none')",
+        )
+    elif m.attention.kind != "soft":
         _check(
             errors,
             m.decoder == "luong" and m.score not in ("location", "none"),
@@ -268,6 +299,20 @@ def _validate_model(errors, m):
             True,
             "divides by ||v||, so it needs model.attention.zero_v=False",
         )
+
+
+def _validate_reinforce(errors, r):
+    _choice(errors, r, "model.reinforce.", "reward", REWARDS)
+    _choice(errors, r, "model.reinforce.", "baseline", BASELINES)
+    _check(
+        errors,
+        0 <= r.baseline_decay < 1,
+        "model.reinforce.baseline_decay",
+        r.baseline_decay,
+        "must be in [0, 1)",
+    )
+    for name in ("policy_weight", "entropy_weight", "baseline_weight"):
+        _check(errors, r[name] >= 0, f"model.reinforce.{name}", r[name], "must be >= 0")
 
 
 def _validate_optim_train(errors, o, t):

@@ -35,12 +35,14 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from attnlab import local, rnn
+from attnlab import hard, local, rnn
 from attnlab.attention import masked_softmax
 from attnlab.scores import build_score
 
 FLOWS = ("bahdanau", "luong")
 INIT_STATES = ("tanh_proj", "final", "zeros")
+# soft: global attention | local_m, local_p: a window (local.py) | hard: one sampled position
+ATTENTION_KINDS = ("soft", *local.KINDS, "hard")
 
 
 class Encoded(NamedTuple):
@@ -69,11 +71,14 @@ class Encoded(NamedTuple):
 class DecoderCell(nn.Module):
     """One decoder step in either order, split so teacher forcing hoists everything it can.
 
-    `step(carry, emb_proj, enc) -> (carry, (output, alpha))` is the part inside the recurrence;
-    `readout(output, alpha, emb, enc) -> logits` is not, so teacher forcing applies it to all
-    steps at once after the scan. `output` is `s_t` (Bahdanau) or `h~_t` (Luong).
-    The carry is a dict `{"rnn": cell carry, "feed": h~_{t-1} [H]}` ("feed" has size 0 unless
-    the Luong order feeds its input).
+    `step(carry, emb_proj, enc, uniform) -> (carry, (output, alpha, policy))` is the part inside
+    the recurrence; `readout(output, alpha, emb, enc) -> logits` is not, so teacher forcing
+    applies it to all steps at once after the scan. `output` is `s_t` (Bahdanau) or `h~_t`
+    (Luong). The carry is a dict `{"rnn": cell carry, "feed": h~_{t-1} [H]}` ("feed" has size 0
+    unless the Luong order feeds its input). `policy` is empty except for hard attention
+    (`hard.py`), where it holds the step's `log_prob`, `entropy` and, with a learned baseline,
+    `baseline` (scalars), and `uniform: [S]` (or None: the deterministic policy) drives the
+    sampling.
     """
 
     flow: str
@@ -88,8 +93,12 @@ class DecoderCell(nn.Module):
     input_feeding: bool = True
     attentional_tanh: bool = True
     init_state: str = "tanh_proj"
-    attention_kind: str = "soft"  # soft | local_m | local_p (Luong order; see local.py)
+    attention_kind: str = "soft"  # soft | local_m | local_p (Luong order; local.py) | hard
     window: int = 8  # local attention: half-width D of the window
+    hard_policy: str = "categorical"  # hard attention: categorical | gaussian (hard.py)
+    hard_std: float = 1.0  # gaussian policy: sigma in source positions (its start if learned)
+    hard_learned_std: bool = False  # gaussian policy: learn log sigma
+    learned_baseline: bool = False  # hard attention: a REINFORCE baseline b(s) = w^T s + c
 
     def setup(self):
         if self.flow not in FLOWS:
@@ -107,25 +116,49 @@ class DecoderCell(nn.Module):
             shape = (self.key_dim + self.hidden_dim, self.hidden_dim)  # rows: [c_t; s_t]
             self.W_c = self.param("W_c", nn.initializers.lecun_normal(), shape)
         self.rnn = rnn.cell_params(self, "rnn_", self.cell, rnn_in, self.hidden_dim)
-        if self.attention_kind not in local.KINDS:
+        if self.attention_kind not in ATTENTION_KINDS:
             raise ValueError(
-                f"unknown attention kind '{self.attention_kind}'; valid: {', '.join(local.KINDS)}"
+                f"unknown attention kind '{self.attention_kind}'; valid: "
+                f"{', '.join(ATTENTION_KINDS)}"
             )
         if self.is_local and (self.flow != "luong" or self.score in ("location", "none")):
             raise ValueError(
                 f"attention kind '{self.attention_kind}' needs the Luong order and a content-"
                 f"based score, got decoder '{self.flow}' with score '{self.score}'"
             )
-        if self.attention_kind == "local_p":  # p_t = L sigmoid(v_p^T tanh(W_p s_t)), Eq. 9
+        if self.is_hard:
+            self._setup_hard()
+        if self.attention_kind == "local_p" or self.is_gaussian:
+            # p_t = L sigmoid(v_p^T tanh(W_p s_t)), Luong et al. 2015 Eq. 9
             self.W_p = nn.Dense(self.hidden_dim, use_bias=False, name="W_p")
             self.v_p = self.param("v_p", nn.initializers.normal(0.1), (self.hidden_dim,))
         if self.init_state == "tanh_proj":
             self.init_proj = nn.Dense(self.hidden_dim, name="init")
         self.out = nn.Dense(self.vocab_size, name="out")
 
+    def _setup_hard(self):
+        if self.score == "none" or self.hard_policy not in hard.POLICIES:
+            raise ValueError(
+                f"hard attention needs a score other than 'none' (got '{self.score}') and a "
+                f"policy in {', '.join(hard.POLICIES)} (got '{self.hard_policy}')"
+            )
+        if self.hard_learned_std:
+            start = nn.initializers.constant(jnp.log(self.hard_std))
+            self.log_std = self.param("log_std", start, ())
+        if self.learned_baseline:
+            self.baseline_head = nn.Dense(1, name="baseline")
+
     @property
     def is_local(self) -> bool:
-        return self.attention_kind != "soft"
+        return self.attention_kind in local.KINDS
+
+    @property
+    def is_hard(self) -> bool:
+        return self.attention_kind == "hard"
+
+    @property
+    def is_gaussian(self) -> bool:
+        return self.is_hard and self.hard_policy == "gaussian"
 
     @property
     def uses_feed(self) -> bool:
@@ -180,21 +213,47 @@ class DecoderCell(nn.Module):
         alpha = masked_softmax(self.scorer(query, enc.prepared), enc.mask)
         return alpha, tuple(alpha.astype(p.dtype) @ p for p in enc.context_proj)
 
-    def step(self, carry: dict, emb_proj: jnp.ndarray, enc: Encoded):
+    def _hard_weights_and_context(self, query, enc: Encoded, uniform):
+        """One position chosen by the hard policy (`hard.py`): `alpha [S]` one-hot, the chosen
+        row of each projected-value array, and the step's policy terms."""
+        if self.is_gaussian:
+            mean = self._predicted_position(query, enc)
+            log_std = self.log_std if self.hard_learned_std else jnp.log(self.hard_std)
+            index, log_prob, entropy = hard.sample_gaussian(mean, log_std, enc.length, uniform)
+        else:
+            scores = self.scorer(query, enc.prepared)
+            index, log_prob, entropy = hard.sample_categorical(scores, enc.mask, uniform)
+        alpha, contexts = hard.one_hot_context(index, enc.mask, enc.context_proj)
+        policy = {"log_prob": log_prob, "entropy": entropy}
+        if self.learned_baseline:  # sees the policy's input, trains only itself
+            policy["baseline"] = self.baseline_head(jax.lax.stop_gradient(query))[0]
+        return alpha, contexts, policy
+
+    def _attend(self, query, t, enc: Encoded, uniform):
+        """`(alpha [S], projected contexts, policy)` for the decoder's attention kind."""
+        if self.is_hard:
+            return self._hard_weights_and_context(query, enc, uniform)
+        if self.is_local:
+            return (*self._local_weights_and_context(query, t, enc), {})
+        return (*self._weights_and_projected_context(query, enc), {})
+
+    def step(self, carry: dict, emb_proj: jnp.ndarray, enc: Encoded, uniform=None):
         """The recurrent part of one step; `emb_proj: G x [H]` from `embed_tokens`.
 
-        Returns `(carry, (output [H], alpha [S]))`. Every activation stays a per-gate array:
-        slicing one gate-stacked activation inside the loop is slow on XLA:CPU (see rnn.py).
+        Returns `(carry, (output [H], alpha [S], policy))`. Every activation stays a per-gate
+        array: slicing one gate-stacked activation inside the loop is slow on XLA:CPU (rnn.py).
+        `uniform: [S]` in `(0, 1)` makes hard attention sample (None: its argmax / mean).
         """
         gate_params = rnn.gates(self.cell, self.rnn)
         if self.flow == "bahdanau":  # attend with s_{t-1}, then the RNN on [emb; c_t]
             s_prev = rnn.carry_output(self.cell, carry["rnn"])
-            alpha, context_in = self._weights_and_projected_context(s_prev, enc)
+            alpha, context_in, policy = self._attend(s_prev, None, enc, uniform)
             x_proj = tuple(e + c for e, c in zip(emb_proj, context_in, strict=True))
             rnn_carry = rnn.cell_step(self.cell, gate_params, carry["rnn"], x_proj)
             return {"rnn": rnn_carry, "feed": carry["feed"]}, (
                 rnn.carry_output(self.cell, rnn_carry),
                 alpha,
+                policy,
             )
         x_proj = emb_proj  # Luong: the RNN first, on [emb; h~_{t-1}] ...
         if self.uses_feed:
@@ -202,10 +261,8 @@ class DecoderCell(nn.Module):
             x_proj = tuple(e + carry["feed"] @ w for e, w in zip(x_proj, feed_weights, strict=True))
         rnn_carry = rnn.cell_step(self.cell, gate_params, carry["rnn"], x_proj)
         s = rnn.carry_output(self.cell, rnn_carry)
-        if self.is_local:  # ... then attend inside a window
-            alpha, (context_c,) = self._local_weights_and_context(s, carry["t"], enc)
-        else:  # ... then attend
-            alpha, (context_c,) = self._weights_and_projected_context(s, enc)
+        # ... then attend (globally, in a window, or at one sampled position)
+        alpha, (context_c,), policy = self._attend(s, carry.get("t"), enc, uniform)
         h_tilde = context_c + s @ self.W_c[self.key_dim :]  # W_c [c_t; s_t]
         if self.attentional_tanh:
             h_tilde = jnp.tanh(h_tilde)
@@ -213,14 +270,18 @@ class DecoderCell(nn.Module):
         new_carry = {"rnn": rnn_carry, "feed": feed}
         if self.is_local:
             new_carry["t"] = carry["t"] + 1
-        return new_carry, (h_tilde, alpha)
+        return new_carry, (h_tilde, alpha, policy)
+
+    def _predicted_position(self, query, enc: Encoded):
+        """`p = L sigmoid(v_p^T tanh(W_p query))` in `[0, L]` (Luong et al. 2015, Eq. 9)."""
+        return enc.length * jax.nn.sigmoid(jnp.tanh(self.W_p(query)) @ self.v_p)
 
     def _local_weights_and_context(self, s, t, enc: Encoded):
         """Luong et al. 2015's local attention around `p_t` (`local.py`)."""
         if self.attention_kind == "local_m":
             position = t.astype(jnp.float32)
         else:
-            position = enc.length * jax.nn.sigmoid(jnp.tanh(self.W_p(s)) @ self.v_p)
+            position = self._predicted_position(s, enc)
         return local.local_attention(
             self.scorer, s, enc.prepared, enc.mask, enc.context_proj, position, self.window
         )
@@ -242,27 +303,29 @@ class DecoderCell(nn.Module):
     def __call__(self, carry: dict, tokens: jnp.ndarray, enc: Encoded):
         """One whole step from the previous token id: `-> (carry, (logits [V], alpha [S]))`."""
         emb, emb_proj = self.embed_tokens(tokens)
-        carry, (output, alpha) = self.step(carry, emb_proj, enc)
+        carry, (output, alpha, _) = self.step(carry, emb_proj, enc)
         return carry, (self.readout(output, alpha, emb, enc), alpha)
 
 
-def _scan_body(cell: DecoderCell, carry, emb_proj, enc):
-    return cell.step(carry, emb_proj, enc)
+def _scan_body(cell: DecoderCell, carry, emb_proj, uniform, enc):
+    return cell.step(carry, emb_proj, enc, uniform)
 
 
-def teacher_forced(cell: DecoderCell, enc: Encoded, tgt_in: jnp.ndarray):
+def teacher_forced(cell: DecoderCell, enc: Encoded, tgt_in: jnp.ndarray, uniform=None):
     """Runs the decoder over the gold inputs `tgt_in: [T]` under one `nn.scan`.
 
-    Returns `(logits [T, V], alpha [T, S])`. Embeddings and their input projection are computed
-    for the whole sequence before the scan, and the output layer after it.
+    Returns `(logits [T, V], alpha [T, S], policy)`; `policy` is `{}`, or for hard attention a
+    dict of `[T]` arrays (`log_prob`, `entropy`, maybe `baseline`). `uniform: [T, S]` in (0, 1)
+    makes hard attention sample its positions (None: deterministic). Embeddings and their input
+    projection are computed for the whole sequence before the scan, the output layer after it.
     """
     scan = nn.scan(
         _scan_body,
         variable_broadcast="params",
         split_rngs={"params": False},
-        in_axes=(0, nn.broadcast),
+        in_axes=(0, 0, nn.broadcast),
         out_axes=0,
     )
     emb, emb_proj = cell.embed_tokens(tgt_in)
-    _, (outputs, alpha) = scan(cell, cell.initial_carry(enc), emb_proj, enc)
-    return cell.readout(outputs, alpha, emb, enc), alpha
+    _, (outputs, alpha, policy) = scan(cell, cell.initial_carry(enc), emb_proj, uniform, enc)
+    return cell.readout(outputs, alpha, emb, enc), alpha, policy

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 
 from attnlab.attention import masked_softmax
 
-KINDS = ("soft", "local_m", "local_p")
+KINDS = ("local_m", "local_p")
 
 
 def window_size(src_len: int, half_width: int) -> int:

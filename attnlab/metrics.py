@@ -96,6 +96,12 @@ def normalize(sums: dict) -> dict:
         out["align_accuracy"] = ratio("align_hit", "align_gold")
         out["aer"] = 1.0 - 2.0 * s["align_hit"] / (2.0 * s["align_gold"])
         out["cog_offset"] = ratio("cog_sum", "align_gold")
+    if "reward_sum" in s:  # hard attention's policy (hard.policy_objective), per real step
+        out["reward"] = ratio("reward_sum", "tokens")
+        out["reinforce_loss"] = ratio("reinforce_sum", "tokens")
+        out["policy_entropy"] = ratio("policy_entropy_sum", "tokens")
+        if "baseline_loss_sum" in s:
+            out["baseline_loss"] = ratio("baseline_loss_sum", "tokens")
     if s.get("entropy_steps", 0) > 0:
         out["attention_entropy"] = ratio("entropy_sum", "entropy_steps")
     return out

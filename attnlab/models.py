@@ -29,8 +29,16 @@ class Seq2Seq(nn.Module):
         return self.decoder.prepare(keys, mask, final)
 
     def __call__(self, src, src_len, tgt_in):
-        """Teacher forcing: `tgt_in: [T]` -> `(logits [T, V], alpha [T, S])`."""
-        return decoders.teacher_forced(self.decoder, self.encode(src, src_len), tgt_in)
+        """Teacher forcing: `tgt_in: [T]` -> `(logits [T, V], alpha [T, S])` (hard attention:
+        its deterministic policy)."""
+        logits, alpha, _ = decoders.teacher_forced(self.decoder, self.encode(src, src_len), tgt_in)
+        return logits, alpha
+
+    def sample(self, src, src_len, tgt_in, uniform):
+        """Teacher forcing with hard attention sampling its positions from `uniform: [T, S]`
+        in (0, 1): `-> (logits [T, V], alpha [T, S], policy)`, `policy` a dict of `[T]`
+        arrays (`log_prob`, `entropy`, maybe `baseline`; see `decoders.teacher_forced`)."""
+        return decoders.teacher_forced(self.decoder, self.encode(src, src_len), tgt_in, uniform)
 
     def initial_carry(self, enc: decoders.Encoded):
         """The decoder carry before the first target token."""
@@ -85,6 +93,10 @@ def build_model(model_cfg, src_vocab_size: int, tgt_vocab_size: int) -> Seq2Seq:
         init_state=model_cfg.init_state,
         attention_kind=a.kind,
         window=a.window,
+        hard_policy=a.hard_policy,
+        hard_std=a.hard_std,
+        hard_learned_std=a.hard_learned_std,
+        learned_baseline=a.kind == "hard" and model_cfg.reinforce.baseline == "learned",
     )
     return Seq2Seq(encoder=encoder, decoder=decoder)
 
@@ -99,6 +111,13 @@ def apply_batch(model: Seq2Seq, params, src, src_len, tgt_in):
     """Batched teacher forcing: `[B, S], [B], [B, T] -> (logits [B, T, V], alpha [B, T, S])`."""
     fn = lambda s, sl, t: model.apply({"params": params}, s, sl, t)
     return jax.vmap(fn)(src, src_len, tgt_in)
+
+
+def sample_batch(model: Seq2Seq, params, src, src_len, tgt_in, uniform):
+    """Batched `Seq2Seq.sample`: `uniform: [B, T, S]` -> `(logits [B, T, V], alpha [B, T, S],
+    policy)` with `[B, T]` policy arrays."""
+    fn = lambda s, sl, t, u: model.apply({"params": params}, s, sl, t, u, method="sample")
+    return jax.vmap(fn)(src, src_len, tgt_in, uniform)
 
 
 def generate_batch(model: Seq2Seq, params, src, src_len, max_len: int):

@@ -17,21 +17,22 @@ import jax
 import jax.numpy as jnp
 
 
-def reinforce_loss(log_prob, reward, baseline=0.0):
-    """Surrogate `-(R - b) log pi(a)`, averaged; its gradient is the REINFORCE estimate of
-    `-grad E[R]`. `log_prob`, `reward`, `baseline`: arrays of one shape (or scalars)."""
+def reinforce_loss(log_prob, reward, baseline=0.0, where=None):
+    """Surrogate `-(R - b) log pi(a)`, averaged (over `where`, a bool mask, if given); its
+    gradient is the REINFORCE estimate of `-grad E[R]`. `log_prob`, `reward`, `baseline`:
+    arrays of one shape (or scalars)."""
     advantage = jax.lax.stop_gradient(reward - baseline)
-    return -jnp.mean(advantage * log_prob)
+    return -jnp.mean(advantage * log_prob, where=where)
 
 
-def baseline_loss(baseline, reward):
-    """Squared error of a learned baseline against the (fixed) reward."""
-    return jnp.mean((baseline - jax.lax.stop_gradient(reward)) ** 2)
+def baseline_loss(baseline, reward, where=None):
+    """Squared error of a learned baseline against the (fixed) reward, averaged over `where`."""
+    return jnp.mean((baseline - jax.lax.stop_gradient(reward)) ** 2, where=where)
 
 
-def moving_average(average, reward, decay: float = 0.9):
-    """The next value of an exponential moving-average baseline."""
-    return decay * average + (1.0 - decay) * jnp.mean(jax.lax.stop_gradient(reward))
+def moving_average(average, reward, decay: float = 0.9, where=None):
+    """The next value of an exponential moving-average baseline (mean reward over `where`)."""
+    return decay * average + (1.0 - decay) * jnp.mean(jax.lax.stop_gradient(reward), where=where)
 
 
 def categorical_entropy(logits):

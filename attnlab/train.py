@@ -35,7 +35,7 @@ import numpy as np
 import optax
 from absl import logging
 
-from attnlab import beam, devices, models, plots, text_metrics, writers
+from attnlab import beam, devices, hard, models, plots, text_metrics, writers
 from attnlab import metrics as metrics_lib
 from attnlab.checkpoints import Checkpointer
 from attnlab.compare import LOWER_IS_BETTER
@@ -99,6 +99,8 @@ class TrainState:
     params: Any
     opt_state: Any
     rng: jnp.ndarray  # [2] uint32 raw key data: per-step randomness is fold_in(rng, step)
+    # [] float32: hard attention's moving-average REINFORCE baseline (unused otherwise)
+    reward_baseline: jnp.ndarray = None
 
 
 def create_optimizer(optim_cfg, num_steps: int):
@@ -136,6 +138,7 @@ def create_train_state(model, tx, seed: int, init=None) -> TrainState:
         params=params,
         opt_state=tx.init(params),
         rng=jax.random.key_data(jax.random.fold_in(rng, 1)),
+        reward_baseline=jnp.zeros((), jnp.float32),
     )
 
 
@@ -154,22 +157,42 @@ def num_params(params) -> int:
     return int(sum(np.prod(x.shape) for x in jax.tree.leaves(params)))
 
 
-def make_train_step(model, tx):
-    """Returns the pure `train_step(state, batch) -> (state, sums)` (not yet jitted)."""
+def make_train_step(model, tx, reinforce_cfg=None):
+    """Returns the pure `train_step(state, batch) -> (state, sums)` (not yet jitted).
 
-    def loss_fn(params, batch):
-        logits, _ = models.apply_batch(
-            model, params, batch["src"], batch["src_len"], batch["tgt_in"]
-        )
+    The loss is the mean cross-entropy over real target tokens. With hard attention the
+    positions are sampled (noise from the state's key folded with the step) and the policy's
+    REINFORCE objective (`hard.policy_objective`, configured by `reinforce_cfg`, i.e.
+    `config.model.reinforce`) is added; its terms are logged apart from the cross-entropy.
+    """
+    is_hard = model.decoder.attention_kind == "hard"
+
+    def loss_fn(params, batch, state):
+        args = (batch["src"], batch["src_len"], batch["tgt_in"])
+        if not is_hard:
+            logits, _ = models.apply_batch(model, params, *args)
+            sums = metrics_lib.token_sums(logits, batch["tgt_out"], batch["tgt_len"])
+            return sums["loss_sum"] / jnp.maximum(sums["tokens"], 1.0), (sums, None)
+        key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
+        uniform = hard.draw_uniform(key, batch["tgt_in"].shape + batch["src"].shape[1:])
+        logits, _, policy = models.sample_batch(model, params, *args, uniform)
         sums = metrics_lib.token_sums(logits, batch["tgt_out"], batch["tgt_len"])
-        return sums["loss_sum"] / jnp.maximum(sums["tokens"], 1.0), sums
+        mask = jnp.arange(logits.shape[1])[None, :] < batch["tgt_len"][:, None]
+        rewards = hard.step_rewards(logits, batch["tgt_out"], mask, reinforce_cfg.reward)
+        policy_loss, moving, policy_sums = hard.policy_objective(
+            policy, rewards, mask, state.reward_baseline, state.step, reinforce_cfg
+        )
+        loss = sums["loss_sum"] / jnp.maximum(sums["tokens"], 1.0) + policy_loss
+        return loss, (dict(sums, **policy_sums), moving)
 
     def train_step(state: TrainState, batch):
-        grads, sums = jax.grad(loss_fn, has_aux=True)(state.params, batch)
+        grads, (sums, moving) = jax.grad(loss_fn, has_aux=True)(state.params, batch, state)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         sums = dict(sums, grad_norm_sum=optax.tree.norm(grads), updates=jnp.float32(1.0))
         new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state)
+        if moving is not None:
+            new_state = new_state.replace(reward_baseline=moving)
         return new_state, sums
 
     return train_step
@@ -398,7 +421,8 @@ class Run:
         # Alignment metrics where the data has gold alignments (synthetic tasks, dates).
         has_gold = any(ex.align is not None for ex in data.examples["validation"])
         alignment = config.model.score != "none" and has_gold
-        step_fn = jax.vmap(make_train_step(model, tx), in_axes=(0, 0 if self.independent else None))
+        step_fn = make_train_step(model, tx, config.model.reinforce)
+        step_fn = jax.vmap(step_fn, in_axes=(0, 0 if self.independent else None))
         self.programs = {
             "train": Compiled(step_fn, donate_argnums=(0,)),
             "eval": Compiled(jax.vmap(make_eval_step(model, alignment), in_axes=(0, None))),
