@@ -75,8 +75,12 @@ def sample_gaussian(mean, log_std, length, uniform=None):
 def one_hot_context(index, mask, values_proj):
     """`alpha [S]` one-hot at `index` (0 everywhere for an empty source) and, per array of
     `values_proj` (`[S, H]` each), the chosen row: a gather, not a weighted sum."""
-    alpha = jax.nn.one_hot(index, mask.shape[0], dtype=jnp.float32) * mask
-    return alpha, tuple(v[index] * mask[index].astype(v.dtype) for v in values_proj)
+    valid = mask[index]
+    # written into zeros (not one_hot(...) * mask): no arithmetic per source position
+    alpha = jax.lax.dynamic_update_slice_in_dim(
+        jnp.zeros(mask.shape, jnp.float32), valid.astype(jnp.float32)[None], index, axis=0
+    )
+    return alpha, tuple(v[index] * valid.astype(v.dtype) for v in values_proj)
 
 
 def draw_uniform(key, shape):

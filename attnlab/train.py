@@ -174,7 +174,8 @@ def make_train_step(model, tx, reinforce_cfg=None):
             sums = metrics_lib.token_sums(logits, batch["tgt_out"], batch["tgt_len"])
             return sums["loss_sum"] / jnp.maximum(sums["tokens"], 1.0), (sums, None)
         key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
-        uniform = hard.draw_uniform(key, batch["tgt_in"].shape + batch["src"].shape[1:])
+        width = 1 if model.decoder.is_gaussian else batch["src"].shape[1]  # noise per step
+        uniform = hard.draw_uniform(key, batch["tgt_in"].shape + (width,))
         logits, _, policy = models.sample_batch(model, params, *args, uniform)
         sums = metrics_lib.token_sums(logits, batch["tgt_out"], batch["tgt_len"])
         mask = jnp.arange(logits.shape[1])[None, :] < batch["tgt_len"][:, None]

@@ -1,6 +1,6 @@
-"""The cost of attention against source length: global scores versus local attention.
+"""The cost of attention against source length: global scores, local and hard attention.
 
-    python scripts/bench_cost.py                                   # S = 16 .. 512, ~5 min
+    python scripts/bench_cost.py                                   # S = 16 .. 1024, ~10 min
     python scripts/bench_cost.py --lengths=16,64,256 --variants=general,local_p --out=cost
 
 For every variant and source length `S` (target length `T = S`, a `reverse`-shaped batch of
@@ -14,8 +14,10 @@ decoder 64, or 128 for `dot`), it measures:
   grows with `S` for global attention (one score per source position) and with `D`, not `S`,
   for local attention.
 Variants: any score name (global, soft attention), `local_m` / `local_p` (the `general` score
-in a window of half-width `--window`). Writes `table.md`, `results.json` and plots of each
-column against `S` (log-log) to `--out`.
+in a window of half-width `--window`), `hard` (one position sampled from the `general` scores:
+still one score per position) and `hard_gaussian` (a position from a Gaussian location policy:
+no scores). Hard variants train with REINFORCE (`model.reinforce` defaults). Writes
+`table.md`, `results.json` and plots of each column against `S` (log-log) to `--out`.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from attnlab.config import default_config, validate
 from attnlab.data.vocab import BOS_ID, EOS_ID
 
 LOCAL = ("local_m", "local_p")
+HARD = {"hard": "categorical", "hard_gaussian": "gaussian"}
 
 
 def model_config(variant: str, window: int):
@@ -42,9 +45,11 @@ def model_config(variant: str, window: int):
     m = c.model
     m.embed_dim, m.encoder.hidden_dim, m.attention.attn_dim = 32, 64, 64
     m.decoder, m.decoder_hidden_dim = "luong", 64
-    m.score = "general" if variant in LOCAL else variant
+    m.score = "general" if variant in LOCAL or variant in HARD else variant
     if variant in LOCAL:
         m.attention.kind, m.attention.window = variant, window
+    if variant in HARD:
+        m.attention.kind, m.attention.hard_policy = "hard", HARD[variant]
     if m.score in ("dot", "scaled_dot", "concat_shared"):
         m.decoder_hidden_dim = 128
     m.attention.max_source_len = 4096
@@ -90,7 +95,7 @@ def bench_one(variant: str, length: int, batch_size: int, steps: int, window: in
     tx, _ = train.create_optimizer(c.optim, steps + 1)
     state = train.create_train_state(model, tx, 0)
     batch = {k: jnp.asarray(v) for k, v in reverse_batch(batch_size, length, vocab).items()}
-    train_fn = jax.jit(train.make_train_step(model, tx), donate_argnums=(0,))
+    train_fn = jax.jit(train.make_train_step(model, tx, c.model.reinforce), donate_argnums=(0,))
     compiled = train_fn.lower(state, batch).compile()
     memory = compiled.memory_analysis()
     mib = (memory.argument_size_in_bytes + memory.temp_size_in_bytes) / 2**20
@@ -125,8 +130,8 @@ def main():
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--lengths", default="16,32,64,128,256,512")
-    parser.add_argument("--variants", default="general,additive,dot,local_p")
+    parser.add_argument("--lengths", default="16,32,64,128,256,512,1024")
+    parser.add_argument("--variants", default="general,additive,dot,local_p,hard,hard_gaussian")
     parser.add_argument("--window", type=int, default=8, help="local attention half-width D")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--steps", type=int, default=5)

@@ -10,8 +10,9 @@ from attnlab import models
 from attnlab.config import default_config
 
 
-def _model(kind: str, window: int, score: str = "general", hidden: int = 8, feed: bool = True):
+def _model(kind: str, window: int, score="general", hidden=8, feed=True, policy="categorical"):
     c = default_config().model
+    c.attention.hard_policy = policy
     c.input_feeding = feed
     c.decoder, c.score, c.embed_dim = "luong", score, 8
     c.encoder.hidden_dim, c.decoder_hidden_dim, c.attention.attn_dim = hidden, hidden, hidden
@@ -75,9 +76,9 @@ def test_local_p_learns_where_to_look():
     assert float(jnp.abs(grads["W_p"]["kernel"]).sum()) > 0
 
 
-def _step_flops(kind: str, window: int, src_len: int) -> float:
+def _step_flops(kind: str, window: int, src_len: int, policy="categorical") -> float:
     """FLOPs of one compiled decoder step (the encoder's work is outside it)."""
-    model = _model(kind, window, hidden=16)
+    model = _model(kind, window, hidden=16, policy=policy)
     src, lengths, tgt_in = _batch(src_len=(src_len,), max_src=src_len, tgt=1)
     params = models.init_params(model, jax.random.key(0))
     variables = {"params": params}
@@ -101,3 +102,10 @@ def test_a_local_step_costs_o_d_not_o_s_by_flop_count():
     assert local[1] < 1.1 * local[0]  # local: independent of it
     assert wider > local[1]  # ... and grows with the window
     assert local[1] < soft[1] / 3
+
+
+def test_a_hard_gaussian_step_costs_o_1_and_a_hard_categorical_one_o_s_by_flop_count():
+    gaussian = [_step_flops("hard", 4, s, policy="gaussian") for s in (64, 512)]
+    categorical = [_step_flops("hard", 4, s) for s in (64, 512)]
+    assert gaussian[1] < 1.1 * gaussian[0]  # a location, no scores: independent of S
+    assert categorical[1] > 2 * categorical[0]  # samples from one score per position
