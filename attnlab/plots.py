@@ -153,3 +153,29 @@ def plot_attention_grid(
         ax.set_title(title, fontsize=8)
     fig.tight_layout()
     _save(fig, path)
+
+
+def plot_tradeoff(
+    points: Mapping[str, tuple[float, float]],
+    path: str | os.PathLike,
+    xlabel: str,
+    ylabel: str,
+    title: str | None = None,
+    log_x: bool = True,
+) -> None:
+    """One labelled point per variant, e.g. a cost (x) against an accuracy (y)."""
+    if not points:
+        raise ValueError("plot_tradeoff needs at least one point")
+    fig = Figure(figsize=(6.5, 4.5))
+    ax = fig.add_subplot()
+    for label, (x, y) in points.items():
+        ax.scatter([x], [y])
+        ax.annotate(str(label), (x, y), textcoords="offset points", xytext=(5, 4), fontsize=8)
+    if log_x:
+        ax.set_xscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(True, alpha=0.3)
+    if title:
+        ax.set_title(title)
+    _save(fig, path)

@@ -136,13 +136,23 @@ def main():
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--out", default="runs/bench_cost")
+    parser.add_argument(
+        "--append",
+        action="store_true",
+        help="keep the rows already in OUT/results.json (same variant and S: replaced)",
+    )
     args = parser.parse_args()
     os.makedirs(args.out, exist_ok=True)
     print(f"jax {jax.__version__} on {jax.default_backend()}, batch {args.batch}, T = S")
     rows = []
+    results_path = os.path.join(args.out, "results.json")
+    if args.append and os.path.exists(results_path):
+        with open(results_path) as f:
+            rows = json.load(f)
     for variant in args.variants.split(","):
         for length in (int(s) for s in args.lengths.split(",")):
             row = bench_one(variant, length, args.batch, args.steps, args.window)
+            rows = [r for r in rows if (r["variant"], r["S"]) != (row["variant"], row["S"])]
             rows.append(row)
             print(" | ".join(f"{k}={v:,.1f}" if isinstance(v, float) else f"{k}={v}"
                              for k, v in row.items()), flush=True)  # fmt: skip
@@ -154,7 +164,7 @@ def main():
     ]
     with open(os.path.join(args.out, "table.md"), "w") as f:
         f.write("\n".join(table) + "\n")
-    with open(os.path.join(args.out, "results.json"), "w") as f:
+    with open(results_path, "w") as f:
         json.dump(rows, f, indent=1)
     variants = list(dict.fromkeys(r["variant"] for r in rows))
     for column in COLUMNS:

@@ -6,7 +6,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
-from attnlab.plots import plot_attention, plot_curves
+from attnlab.plots import plot_attention, plot_curves, plot_tradeoff
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -50,3 +50,12 @@ def test_plot_curves_writes_png(tmp_path):
     width, height = _png_size(path)
     assert width > 0 and height > 0
     assert plt.get_fignums() == []
+
+
+def test_plot_tradeoff_writes_png_and_refuses_no_points(tmp_path):
+    path = tmp_path / "tradeoff.png"
+    plot_tradeoff({"general": (2e5, 0.99), "local_p": (8e4, 0.97)}, path, "FLOPs", "accuracy")
+    width, height = _png_size(path)
+    assert width > 100 and height > 100
+    with pytest.raises(ValueError, match="at least one point"):
+        plot_tradeoff({}, tmp_path / "none.png", "x", "y")
