@@ -12,6 +12,7 @@ override applies to every trial); a config file may take an argument after a col
 
 from __future__ import annotations
 
+import json
 import logging as py_logging
 import os
 import sys
@@ -97,7 +98,10 @@ def _initialize_distributed() -> None:
 def _train() -> int:
     if _DISTRIBUTED.value:
         _initialize_distributed()
-    from attnlab import train  # after flag parsing: keeps --help fast
+    if _CONFIG.value.get("family") == "ram":  # the recurrent attention model (attnlab.ram)
+        from attnlab.ram import train
+    else:
+        from attnlab import train  # after flag parsing: keeps --help fast
 
     summary = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value, force=_FORCE.value)
     keys = sorted(k for k in summary if k.startswith(("eval", "test")))
@@ -166,6 +170,15 @@ def _sweep() -> int:
 
 def _predict() -> int:
     from attnlab import predict
+
+    saved = os.path.join(_WORKDIR.value, "config.json")
+    if os.path.exists(saved):
+        with open(saved) as f:
+            if json.load(f).get("family") == "ram":
+                raise ConfigError(
+                    f"{_WORKDIR.value} holds a recurrent attention model (family ram): predict "
+                    "reads seq2seq runs only; its glimpses are drawn in glimpses/"
+                )
 
     if _INPUT.value == "-":
         lines = sys.stdin.read().splitlines()

@@ -45,8 +45,13 @@ DEFAULT_METRICS = (
     "eval/chrf",
     "test/bleu",
     "test/chrf",
+    # classification (the recurrent attention model, attnlab.ram)
+    "eval/error",
+    "eval/accuracy",
+    "test/error",
+    "test/accuracy",
 )
-LOWER_IS_BETTER = ("loss", "perplexity", "aer", "cog_offset", "per", "wer")
+LOWER_IS_BETTER = ("loss", "perplexity", "aer", "cog_offset", "per", "wer", "error")
 
 
 @dataclass

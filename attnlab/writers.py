@@ -267,7 +267,12 @@ class MultiWriter(MetricWriter):
 
 
 # Fields that measure speed, not results: kept out of metrics.jsonl and summary.json.
-TIMING_KEYS = ("train/tokens_per_sec", "wall_seconds", "compile_seconds")
+TIMING_KEYS = (
+    "train/tokens_per_sec",
+    "train/examples_per_sec",  # the recurrent attention model (attnlab.ram)
+    "wall_seconds",
+    "compile_seconds",
+)
 TIMING_FILENAME = "timing.jsonl"
 
 

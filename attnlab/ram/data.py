@@ -1,0 +1,172 @@
+"""Image data for the recurrent attention model, held in memory as numpy arrays.
+
+- `digits`: the `attnlab_digits_canvas` TFDS builder (scikit-learn's 8x8 digits on a canvas,
+  generated on first use, no download), one builder config per combination of the data fields.
+- `tfds:mnist`: TFDS's MNIST (prepared as array_record beforehand: attnlab does not download)
+  with every 28x28 digit put on a `canvas_size` canvas with clutter, on the fly and
+  deterministically per example (`np.random.default_rng([data.seed, split, index])`), as
+  `attnlab_digits_canvas` does (`digits_canvas.draw_example`). Validation is the last
+  `num_valid` images of MNIST's train split; training uses the first `num_train` of the rest.
+
+Batches: `ImageStream.batch(step)` is a pure function of the step (epoch `e` is a permutation
+by `np.random.default_rng([seed, e])`), so a resumed run sees exactly the batches of an
+uninterrupted one; `eval_batches` pads the last batch with rows of mask 0.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import tensorflow_datasets as tfds
+
+from attnlab.datasets import _read_batch, digits_canvas, load_arrays
+from attnlab.datasets.digits_canvas import DigitsCanvasConfig
+
+SPLITS = ("train", "validation", "test")
+MNIST = "tfds:mnist"
+
+
+@dataclasses.dataclass
+class ImageSplit:
+    """One split in memory: `images` uint8 `[N, H, W]`, `labels` int32 `[N]`, `positions`
+    int32 `[N, 2]` (top-left of the digit)."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    positions: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+class ImageStream:
+    """Full training batches indexed by global step, reproducible without iterator state."""
+
+    def __init__(self, split: ImageSplit, batch_size: int, seed: int):
+        if len(split) < batch_size:
+            raise ValueError(f"{len(split)} training images, fewer than batch_size={batch_size}")
+        self.split, self.batch_size, self.seed = split, batch_size, seed
+        self._epoch, self._plan = None, None
+
+    @property
+    def batches_per_epoch(self) -> int:
+        return len(self.split) // self.batch_size
+
+    def batch(self, step: int) -> dict[str, np.ndarray]:
+        """`{"image": uint8 [B, H, W], "label": int32 [B]}` of global step `step`."""
+        epoch, index = divmod(step, self.batches_per_epoch)
+        if self._epoch != epoch:
+            order = np.random.default_rng([self.seed, epoch]).permutation(len(self.split))
+            self._epoch = epoch
+            self._plan = order[: self.batches_per_epoch * self.batch_size].reshape(
+                self.batches_per_epoch, self.batch_size
+            )
+        rows = self._plan[index]
+        return {"image": self.split.images[rows], "label": self.split.labels[rows]}
+
+
+def eval_batches(split: ImageSplit, batch_size: int) -> list[dict[str, np.ndarray]]:
+    """Every example in order, `batch_size` rows per batch: `image`, `label`, `index` (the
+    example's position in the split, which fixes its random locations) and `mask` (0 on the
+    padding rows of the last batch)."""
+    batches = []
+    for start in range(0, len(split), batch_size):
+        rows = np.arange(start, min(start + batch_size, len(split)))
+        pad = batch_size - len(rows)
+        padded = np.concatenate([rows, np.full(pad, rows[-1])])
+        batches.append(
+            {
+                "image": split.images[padded],
+                "label": split.labels[padded],
+                "index": padded.astype(np.int32),
+                "mask": np.concatenate([np.ones(len(rows)), np.zeros(pad)]).astype(np.float32),
+            }
+        )
+    return batches
+
+
+def load(data_cfg) -> dict[str, ImageSplit]:
+    """`config.data` -> `{"train", "validation", "test"}` splits in memory."""
+    if data_cfg.name == "digits":
+        return load_digits_canvas(data_cfg)
+    if data_cfg.name == MNIST:
+        return load_mnist_canvas(data_cfg)
+    raise ValueError(f"unknown RAM data set {data_cfg.name!r}; valid: digits, {MNIST}")
+
+
+def load_digits_canvas(d) -> dict[str, ImageSplit]:
+    """The `attnlab_digits_canvas` config of these data fields, built on first use."""
+    sizes = (d.num_train, d.num_valid, d.num_test)
+    config = DigitsCanvasConfig(
+        name=digits_canvas.config_name(d.canvas_size, d.clutter, d.clutter_size, sizes, d.seed),
+        canvas_size=d.canvas_size,
+        clutter=d.clutter,
+        clutter_size=d.clutter_size,
+        train_size=d.num_train,
+        validation_size=d.num_valid,
+        test_size=d.num_test,
+        seed=d.seed,
+    )
+    out = {}
+    for split in SPLITS:
+        arrays = load_arrays("digits", split, data_dir=d.data_dir or None, config=config)
+        out[split] = ImageSplit(
+            arrays["image"], arrays["label"].astype(np.int32), arrays["position"].astype(np.int32)
+        )
+    return out
+
+
+def _mnist_sources(d) -> dict:
+    """Data sources of MNIST's prepared train and test splits (clear error when missing)."""
+    from attnlab.data.text import DatasetNotPreparedError, prepare_command
+
+    builder = tfds.builder("mnist", data_dir=d.data_dir or None)
+    try:
+        return {s: builder.as_data_source(split=s) for s in ("train", "test")}
+    except (NotImplementedError, KeyError) as e:  # not prepared (as array_record)
+        raise DatasetNotPreparedError(
+            f"TFDS dataset 'mnist' is not prepared as array_record under "
+            f"{str(builder.data_dir)!r}, and attnlab does not download data. On a machine with "
+            f"internet access run\n\n    {prepare_command('mnist', '/path/to/data_dir')}\n\n"
+            "and pass that directory as --config.data.data_dir"
+        ) from e
+
+
+def _read_mnist(source, indices: range) -> tuple[np.ndarray, np.ndarray]:
+    """MNIST images `[n, 28, 28]` uint8 and int32 labels of records `indices`."""
+    records = []
+    for start in range(indices.start, indices.stop, 4096):
+        records += _read_batch(source, range(start, min(start + 4096, indices.stop)))
+    images = np.stack([np.asarray(r["image"], np.uint8).reshape(28, 28) for r in records])
+    return images, np.array([int(r["label"]) for r in records], np.int32)
+
+
+def mnist_split_ranges(d, train_len: int, test_len: int) -> dict[str, tuple[str, range]]:
+    """Which records of MNIST's splits make each attnlab split (see the module docstring)."""
+    valid = min(d.num_valid, train_len // 2)
+    return {
+        "train": ("train", range(0, min(d.num_train, train_len - valid))),
+        "validation": ("train", range(train_len - valid, train_len)),
+        "test": ("test", range(0, min(d.num_test, test_len))),
+    }
+
+
+def load_mnist_canvas(d) -> dict[str, ImageSplit]:
+    """MNIST digits on a cluttered canvas, drawn per example index (see the module docstring)."""
+    sources = _mnist_sources(d)
+    ranges = mnist_split_ranges(d, len(sources["train"]), len(sources["test"]))
+    out = {}
+    for split_index, split in enumerate(SPLITS):
+        source_split, indices = ranges[split]
+        digits, labels = _read_mnist(sources[source_split], indices)
+        canvases, positions = [], []
+        for i in range(len(digits)):
+            rng = np.random.default_rng([d.seed, split_index, i])
+            canvas, position = digits_canvas.draw_example(
+                rng, digits, i, d.canvas_size, d.clutter, d.clutter_size
+            )
+            canvases.append(canvas)
+            positions.append(position)
+        out[split] = ImageSplit(np.stack(canvases), labels, np.stack(positions))
+    return out
