@@ -1,0 +1,32 @@
+"""The recurrent attention model in the paper's cluttered setting (Mnih et al. 2014, §4.1):
+MNIST digits at random places on a 60x60 canvas with 4 fragments of 8x8 pixels of other
+digits; glimpses of 12x12 pixels at 3 scales (12, 24, 48), ReLU core of 256 units.
+
+Needs MNIST prepared as array_record (attnlab does not download), once, on a machine with
+internet access:
+
+    python -c "import tensorflow_datasets as tfds; tfds.builder('mnist', data_dir='data') \
+        .download_and_prepare(file_format='array_record')"
+    python -m attnlab train --config=configs/ram_mnist.py --config.data.data_dir=data \
+        --workdir=runs/ram_mnist
+    python -m attnlab train --config=configs/ram_mnist.py:8 --config.data.data_dir=data \
+        --workdir=runs/ram_mnist8
+
+The argument sets the number of glimpses (4 by default; the paper reports 4, 6 and 8). Not run
+here (no MNIST offline): the loader is tested with mock data only. The paper trains far longer
+than these 100k steps.
+"""
+
+from attnlab.ram.config import default_config
+
+
+def get_config(arg: str | None = None):
+    config = default_config()
+    d, m, t = config.data, config.model, config.train
+    d.name, d.canvas_size, d.clutter, d.clutter_size = "tfds:mnist", 60, 4, 8
+    d.num_train, d.num_valid, d.num_test = 50000, 10000, 10000
+    m.patch, m.scales, m.num_glimpses = 12, 3, int(arg or 4)
+    m.glimpse_hidden, m.location_hidden, m.hidden, m.core = 128, 128, 256, "relu"
+    config.optim.learning_rate = 1e-3
+    t.num_steps, t.eval_every, t.ckpt_every = 100_000, 5000, 5000
+    return config

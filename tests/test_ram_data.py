@@ -1,0 +1,64 @@
+"""RAM data: MNIST on a cluttered 60x60 canvas (under `tfds.testing.mock_data`), the clear
+error when MNIST is not prepared, and batches that are a pure function of the step."""
+
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+from attnlab.data.text import DatasetNotPreparedError
+from attnlab.ram import data as data_lib
+from attnlab.ram.config import default_config
+
+
+def mnist_config(data_dir):
+    config = default_config()
+    d = config.data
+    d.name, d.canvas_size, d.clutter, d.clutter_size = "tfds:mnist", 60, 4, 8
+    d.num_train, d.num_valid, d.num_test, d.data_dir = 12, 5, 4, str(data_dir)
+    return config.data
+
+
+def test_mnist_digits_land_intact_on_a_cluttered_canvas(tmp_path):
+    d = mnist_config(tmp_path)
+    with tfds.testing.mock_data(num_examples=30):
+        splits = data_lib.load(d)
+        again = data_lib.load(d)
+        source = tfds.data_source("mnist", split="train", data_dir=str(tmp_path), download=False)
+        originals = [np.asarray(source[i]["image"]).reshape(28, 28) for i in range(30)]
+        labels = [int(source[i]["label"]) for i in range(30)]
+    assert {s: len(splits[s]) for s in splits} == {"train": 12, "validation": 5, "test": 4}
+    for name, split in splits.items():
+        assert split.images.shape[1:] == (60, 60) and split.images.dtype == np.uint8
+        np.testing.assert_array_equal(split.images, again[name].images)  # deterministic
+    # training: the first records of MNIST's train split; validation: its last ones
+    for split, first in ((splits["train"], 0), (splits["validation"], 30 - 5)):
+        for i, ((r, c), image) in enumerate(zip(split.positions, split.images, strict=True)):
+            np.testing.assert_array_equal(image[r : r + 28, c : c + 28], originals[first + i])
+            assert split.labels[i] == labels[first + i]
+            outside = image.copy()
+            outside[r : r + 28, c : c + 28] = 0
+            assert outside.any()  # clutter around the digit (mock digits are random noise)
+
+
+def test_mnist_not_prepared_says_how_to_prepare_it(tmp_path):
+    with pytest.raises(DatasetNotPreparedError, match="download_and_prepare"):
+        data_lib.load(mnist_config(tmp_path))
+
+
+def test_batches_are_a_pure_function_of_the_step():
+    rng = np.random.default_rng(0)
+    split = data_lib.ImageSplit(
+        rng.integers(0, 255, (100, 8, 8), dtype=np.uint8),
+        np.arange(100, dtype=np.int32),
+        np.zeros((100, 2), np.int32),
+    )
+    stream = data_lib.ImageStream(split, 32, seed=3)
+    first = [stream.batch(s)["label"] for s in range(7)]
+    fresh = data_lib.ImageStream(split, 32, seed=3)
+    for step in (5, 2, 6):  # any order, no iterator state
+        np.testing.assert_array_equal(fresh.batch(step)["label"], first[step])
+    epoch = np.concatenate(first[:3])
+    assert len(set(epoch.tolist())) == 96  # 3 full batches per epoch, no repeats
+    batches = data_lib.eval_batches(split, 48)
+    assert [b["mask"].sum() for b in batches] == [48, 48, 4]
+    np.testing.assert_array_equal(np.concatenate([b["index"] for b in batches])[:100], range(100))
