@@ -223,7 +223,7 @@ def test_learned_glimpses_beat_random_glimpses(tmp_path, data_dir):
         config = contrast_config(data_dir, locations, seed=0)
         summary = train.train_and_evaluate(config, str(tmp_path / locations))
         errors[locations] = summary["test/error"]
-    # measured while developing, seeds 0-2: learned 0.37-0.40, random 0.52-0.56
+    # measured while developing, seeds 0-2: learned 0.37-0.40, random 0.51-0.56
     assert errors["learned"] < errors["random"] - 0.08, errors
     # the shared compare tool reads RAM runs: lower error is better
     table = compare.compare([str(tmp_path)], best_metric="test/error")
