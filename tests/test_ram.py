@@ -155,6 +155,7 @@ def _results(summary):
 
 def test_run_writes_its_files_and_resumes_exactly(tmp_path, data_dir):
     config = tiny_config(data_dir)
+    config.data.fresh_canvases = True  # new canvases every step: still a function of the step
     full = str(tmp_path / "full")
     summary = train.train_and_evaluate(config, full)
     assert summary["status"] == "completed" and summary["step"] == 40

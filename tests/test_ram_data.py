@@ -62,3 +62,41 @@ def test_batches_are_a_pure_function_of_the_step():
     batches = data_lib.eval_batches(split, 48)
     assert [b["mask"].sum() for b in batches] == [48, 48, 4]
     np.testing.assert_array_equal(np.concatenate([b["index"] for b in batches])[:100], range(100))
+
+
+def test_fresh_canvases_are_new_every_step_and_a_pure_function_of_it():
+    d = default_config().data
+    d.canvas_size, d.clutter, d.clutter_size, d.batch_size, d.seed = 20, 3, 3, 16, 5
+    rng = np.random.default_rng(0)
+    digits = rng.integers(1, 256, (40, 8, 8), dtype=np.uint8)  # no zero pixel: easy to find
+    labels = np.arange(40, dtype=np.int32) % 10
+    stream = data_lib.FreshCanvasStream(digits, labels, d.batch_size, 1, d.seed, d)
+    assert stream.batches_per_epoch == 2
+    steps = {s: stream.canvases(s) for s in range(4)}
+    again = data_lib.FreshCanvasStream(digits, labels, d.batch_size, 1, d.seed, d)
+    for step in (3, 0):  # the same step gives the same batch, in any order, without state
+        for key, value in again.canvases(step).items():
+            np.testing.assert_array_equal(value, steps[step][key])
+    np.testing.assert_array_equal(again.batch(2)["image"], steps[2]["image"])
+    shown, with_clutter = [], []
+    for batch in steps.values():
+        assert batch["image"].shape == (16, 20, 20) and batch["image"].dtype == np.uint8
+        for image, (r, c), label in zip(
+            batch["image"], batch["position"], batch["label"], strict=True
+        ):
+            # the digit intact at the recorded position, with its label
+            found = [i for i in range(40) if np.array_equal(digits[i], image[r : r + 8, c : c + 8])]
+            assert len(found) == 1 and labels[found[0]] == label
+            shown.append(found[0])
+            outside = image.copy()
+            outside[r : r + 8, c : c + 8] = 0
+            with_clutter.append(outside.any())
+    assert np.mean(with_clutter) > 0.9  # 3 fragments: rarely all under the digit
+    # an epoch (2 steps) shows 32 different digits; the next epoch shows them on new canvases
+    assert len(set(shown[:32])) == 32 and len(set(shown[32:])) == 32
+    for a, b in ((0, 1), (0, 2), (1, 3)):
+        assert not np.array_equal(steps[a]["image"], steps[b]["image"])
+    # another data seed: the same digits in the same order, on other canvases
+    other = data_lib.FreshCanvasStream(digits, labels, d.batch_size, 1, d.seed + 1, d).canvases(0)
+    np.testing.assert_array_equal(other["label"], steps[0]["label"])
+    assert not np.array_equal(other["position"], steps[0]["position"])

@@ -34,6 +34,9 @@ def default_config() -> ml_collections.ConfigDict:
     d.clutter = 0  # fragments of other digits on each canvas (the paper: 4 on 60x60)
     d.clutter_size = 4  # fragment side in pixels (the paper: 8 for MNIST)
     d.num_train = 12000  # training examples (digits: the 1297 training digits, re-placed)
+    # True: every training batch puts its digits at new random places with new clutter (a pure
+    # function of data.seed and the step), instead of cycling over the num_train fixed canvases
+    d.fresh_canvases = False
     d.num_valid = 1000  # validation examples (periodic eval, glimpse pictures)
     d.num_test = 1000  # test examples (evaluated once, at the end)
     d.batch_size = 64  # training batch

@@ -11,6 +11,12 @@
 Batches: `ImageStream.batch(step)` is a pure function of the step (epoch `e` is a permutation
 by `np.random.default_rng([seed, e])`), so a resumed run sees exactly the batches of an
 uninterrupted one; `eval_batches` pads the last batch with rows of mask 0.
+
+Fresh canvases (`data.fresh_canvases`): instead of the fixed training canvases, every batch puts
+the split's training digits (one epoch = one permutation of the digits, as above) at new random
+places with new clutter, drawn by `digits_canvas.draw_example` (the builder's own function) from
+`np.random.default_rng([data.seed, 3, step])`: still a pure function of the step, and never the
+same canvas twice. Validation and test stay the fixed canvases.
 """
 
 from __future__ import annotations
@@ -25,19 +31,32 @@ from attnlab.datasets.digits_canvas import DigitsCanvasConfig
 
 SPLITS = ("train", "validation", "test")
 MNIST = "tfds:mnist"
+# Seeds the fresh training canvases' generator, apart from the fixed splits' 0, 1 and 2.
+FRESH_STREAM = 3
 
 
 @dataclasses.dataclass
 class ImageSplit:
     """One split in memory: `images` uint8 `[N, H, W]`, `labels` int32 `[N]`, `positions`
-    int32 `[N, 2]` (top-left of the digit)."""
+    int32 `[N, 2]` (top-left of the digit); for the training split also the digits it was
+    drawn from, `digits` uint8 `[P, h, w]` with `digit_labels` int32 `[P]` (fresh canvases)."""
 
     images: np.ndarray
     labels: np.ndarray
     positions: np.ndarray
+    digits: np.ndarray | None = None
+    digit_labels: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.labels)
+
+
+def _epoch_rows(seed: int, epoch: int, size: int, batch_size: int) -> np.ndarray:
+    """`[batches, batch_size]` indices of one epoch: a permutation of `range(size)` by
+    `np.random.default_rng([seed, epoch])`, cut into full batches."""
+    order = np.random.default_rng([seed, epoch]).permutation(size)
+    batches = size // batch_size
+    return order[: batches * batch_size].reshape(batches, batch_size)
 
 
 class ImageStream:
@@ -57,13 +76,67 @@ class ImageStream:
         """`{"image": uint8 [B, H, W], "label": int32 [B]}` of global step `step`."""
         epoch, index = divmod(step, self.batches_per_epoch)
         if self._epoch != epoch:
-            order = np.random.default_rng([self.seed, epoch]).permutation(len(self.split))
             self._epoch = epoch
-            self._plan = order[: self.batches_per_epoch * self.batch_size].reshape(
-                self.batches_per_epoch, self.batch_size
-            )
+            self._plan = _epoch_rows(self.seed, epoch, len(self.split), self.batch_size)
         rows = self._plan[index]
         return {"image": self.split.images[rows], "label": self.split.labels[rows]}
+
+
+class FreshCanvasStream:
+    """Training batches of new canvases: the digits of `digits [P, h, w]` in the order of
+    `ImageStream` (epoch `e`: a permutation by `[seed, e]`), each placed with new clutter by
+    `digits_canvas.draw_example` from `np.random.default_rng([data_seed, 3, step])`. A pure
+    function of the step, like `ImageStream`."""
+
+    def __init__(self, digits, labels, batch_size: int, seed: int, data_seed: int, d):
+        if len(digits) < batch_size:
+            raise ValueError(f"{len(digits)} training digits, fewer than batch_size={batch_size}")
+        self.digits, self.labels = digits, np.asarray(labels, np.int32)
+        self.batch_size, self.seed, self.data_seed = batch_size, seed, data_seed
+        self.canvas_size, self.clutter, self.clutter_size = d.canvas_size, d.clutter, d.clutter_size
+        self._epoch, self._plan = None, None
+
+    @property
+    def batches_per_epoch(self) -> int:
+        return len(self.digits) // self.batch_size
+
+    def canvases(self, step: int) -> dict[str, np.ndarray]:
+        """`{"image": uint8 [B, H, W], "label": int32 [B], "position": int32 [B, 2]}` of global
+        step `step` (`position`: the digit's top-left pixel)."""
+        epoch, index = divmod(step, self.batches_per_epoch)
+        if self._epoch != epoch:
+            self._epoch = epoch
+            self._plan = _epoch_rows(self.seed, epoch, len(self.digits), self.batch_size)
+        rows = self._plan[index]
+        rng = np.random.default_rng([self.data_seed, FRESH_STREAM, step])
+        drawn = [
+            digits_canvas.draw_example(
+                rng, self.digits, int(i), self.canvas_size, self.clutter, self.clutter_size
+            )
+            for i in rows
+        ]
+        return {
+            "image": np.stack([canvas for canvas, _ in drawn]),
+            "label": self.labels[rows],
+            "position": np.stack([position for _, position in drawn]),
+        }
+
+    def batch(self, step: int) -> dict[str, np.ndarray]:
+        """`{"image": uint8 [B, H, W], "label": int32 [B]}` of global step `step`."""
+        canvases = self.canvases(step)
+        return {"image": canvases["image"], "label": canvases["label"]}
+
+
+def train_stream(data_cfg, split: ImageSplit, seed: int):
+    """The training batches of `config.data` (`seed`: the model seed, which orders them):
+    `FreshCanvasStream` with `data.fresh_canvases`, else `ImageStream` over `split`."""
+    if not data_cfg.fresh_canvases:
+        return ImageStream(split, data_cfg.batch_size, seed)
+    if split.digits is None:
+        raise ValueError("fresh canvases need the training split's digits (ImageSplit.digits)")
+    return FreshCanvasStream(
+        split.digits, split.digit_labels, data_cfg.batch_size, seed, data_cfg.seed, data_cfg
+    )
 
 
 def eval_batches(split: ImageSplit, batch_size: int) -> list[dict[str, np.ndarray]]:
@@ -114,6 +187,9 @@ def load_digits_canvas(d) -> dict[str, ImageSplit]:
         out[split] = ImageSplit(
             arrays["image"], arrays["label"].astype(np.int32), arrays["position"].astype(np.int32)
         )
+    images, labels = digits_canvas.digit_images()
+    pool = digits_canvas.split_pools(len(images))["train"]
+    out["train"].digits, out["train"].digit_labels = images[pool], labels[pool].astype(np.int32)
     return out
 
 
@@ -169,4 +245,6 @@ def load_mnist_canvas(d) -> dict[str, ImageSplit]:
             canvases.append(canvas)
             positions.append(position)
         out[split] = ImageSplit(np.stack(canvases), labels, np.stack(positions))
+        if split == "train":
+            out[split].digits, out[split].digit_labels = digits, labels
     return out

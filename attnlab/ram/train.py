@@ -136,7 +136,7 @@ class Run:
         self.tx, self.schedule, self.state, self.ckpt, self.mesh = tx, schedule, state, ckpt, mesh
         self.start_step = ckpt.latest_step()
         self.resume_window: dict = {}
-        self.stream = data_lib.ImageStream(splits["train"], config.data.batch_size, config.seed)
+        self.stream = data_lib.train_stream(config.data, splits["train"], config.seed)
         self.eval = {
             s: data_lib.eval_batches(splits[s], config.data.eval_batch_size)
             for s in ("validation", "test")
