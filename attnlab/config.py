@@ -351,7 +351,14 @@ def _validate_optim_train(errors, o, t):
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
-    """Raises `ConfigError` listing every invalid field, its value and what is allowed."""
+    """Raises `ConfigError` listing every invalid field, its value and what is allowed.
+
+    A config of another model family (`family = "ram"`: the recurrent attention model) is
+    checked by that family's own `validate`."""
+    if config.get("family") == "ram":
+        from attnlab.ram.config import validate as validate_ram
+
+        return validate_ram(config)
     errors: list[str] = []
     _check(
         errors,
