@@ -155,29 +155,33 @@ def quick(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     return config
 
 
-def _check(errors: list[str], ok: bool, field: str, value, allowed: str) -> None:
+def require(errors: list[str], ok: bool, field: str, value, allowed: str) -> None:
+    """Appends `config.<field>=<value> is invalid: <allowed>` to `errors` unless `ok` (every
+    family's `validate` collects all errors this way, then raises once)."""
     if not ok:
         errors.append(f"config.{field}={value!r} is invalid: {allowed}")
 
 
-def _positive(errors, cfg, prefix, names):
+def require_positive(errors, cfg, prefix, names):
+    """Each field of `cfg` in `names` must be an int > 0."""
     for name in names:
         value = cfg[name]
-        _check(
+        require(
             errors, isinstance(value, int) and value > 0, f"{prefix}{name}", value, "must be > 0"
         )
 
 
-def _choice(errors, cfg, prefix, name, choices):
+def require_choice(errors, cfg, prefix, name, choices):
+    """Field `name` of `cfg` must be one of `choices`."""
     value = cfg[name]
-    _check(
+    require(
         errors, value in choices, f"{prefix}{name}", value, f"must be one of {', '.join(choices)}"
     )
 
 
 def _validate_data(errors, d):
     real = d.name in REAL_DATA or str(d.name).startswith("tfds:")
-    _check(
+    require(
         errors,
         d.name in TASKS or real,
         "data.name",
@@ -191,38 +195,42 @@ def _validate_data(errors, d):
             parse_tfds_name(d.name)
         except ValueError as err:
             errors.append(f"config.data.name={d.name!r} is invalid: {err}")
-    _positive(errors, d, "data.", ["max_tgt_len", "subword_vocab_size"])
-    _choice(errors, d, "data.", "overlong", OVERLONG)
-    _choice(errors, d, "data.", "tokenizer", TOKENIZERS)
-    _choice(errors, d, "data.", "subword_model", SUBWORD_MODELS)
-    _positive(errors, d, "data.", ["vocab_size", "min_len", "max_len", "num_train", "num_valid"])
-    _positive(errors, d, "data.", ["num_test", "batch_size", "eval_batch_size", "bucket_step"])
-    _check(
+    require_positive(errors, d, "data.", ["max_tgt_len", "subword_vocab_size"])
+    require_choice(errors, d, "data.", "overlong", OVERLONG)
+    require_choice(errors, d, "data.", "tokenizer", TOKENIZERS)
+    require_choice(errors, d, "data.", "subword_model", SUBWORD_MODELS)
+    require_positive(
+        errors, d, "data.", ["vocab_size", "min_len", "max_len", "num_train", "num_valid"]
+    )
+    require_positive(
+        errors, d, "data.", ["num_test", "batch_size", "eval_batch_size", "bucket_step"]
+    )
+    require(
         errors,
         d.min_len <= d.max_len,
         "data.min_len",
         d.min_len,
         f"must be <= data.max_len ({d.max_len})",
     )
-    _check(
+    require(
         errors, d.num_long >= 0, "data.num_long", d.num_long, "must be >= 0 (0 disables the split)"
     )
     if d.num_long > 0:
-        _check(
+        require(
             errors,
             d.long_min_len > d.max_len,
             "data.long_min_len",
             d.long_min_len,
             f"must exceed data.max_len ({d.max_len}): the split measures unseen lengths",
         )
-        _check(
+        require(
             errors,
             d.long_max_len >= d.long_min_len,
             "data.long_max_len",
             d.long_max_len,
             f"must be >= data.long_min_len ({d.long_min_len})",
         )
-    _check(
+    require(
         errors,
         d.num_train >= d.batch_size,
         "data.num_train",
@@ -232,20 +240,22 @@ def _validate_data(errors, d):
 
 
 def _validate_model(errors, m):
-    _positive(errors, m, "model.", ["embed_dim", "decoder_hidden_dim"])
-    _positive(errors, m.encoder, "model.encoder.", ["hidden_dim", "num_layers"])
-    _positive(errors, m.attention, "model.attention.", ["attn_dim", "max_source_len"])
-    _choice(errors, m.encoder, "model.encoder.", "cell", CELLS)
-    _choice(errors, m, "model.", "decoder_cell", CELLS)
-    _choice(errors, m, "model.", "decoder", FLOWS)
-    _choice(errors, m, "model.", "score", SCORE_NAMES)
-    _choice(errors, m, "model.", "init_state", INIT_STATES)
-    _choice(errors, m.attention, "model.attention.", "kind", ATTENTION_KINDS)
+    require_positive(errors, m, "model.", ["embed_dim", "decoder_hidden_dim"])
+    require_positive(errors, m.encoder, "model.encoder.", ["hidden_dim", "num_layers"])
+    require_positive(errors, m.attention, "model.attention.", ["attn_dim", "max_source_len"])
+    require_choice(errors, m.encoder, "model.encoder.", "cell", CELLS)
+    require_choice(errors, m, "model.", "decoder_cell", CELLS)
+    require_choice(errors, m, "model.", "decoder", FLOWS)
+    require_choice(errors, m, "model.", "score", SCORE_NAMES)
+    require_choice(errors, m, "model.", "init_state", INIT_STATES)
+    require_choice(errors, m.attention, "model.attention.", "kind", ATTENTION_KINDS)
     if m.encoder.self_attention:
-        _choice(errors, m.encoder, "model.encoder.", "self_attention", tuple(SCORE_NAMES[:-1]))
-    _positive(errors, m.attention, "model.attention.", ["window"])
-    _choice(errors, m.attention, "model.attention.", "hard_policy", HARD_POLICIES)
-    _check(
+        require_choice(
+            errors, m.encoder, "model.encoder.", "self_attention", tuple(SCORE_NAMES[:-1])
+        )
+    require_positive(errors, m.attention, "model.attention.", ["window"])
+    require_choice(errors, m.attention, "model.attention.", "hard_policy", HARD_POLICIES)
+    require(
         errors,
         m.attention.hard_std > 0,
         "model.attention.hard_std",
@@ -254,7 +264,7 @@ def _validate_model(errors, m):
     )
     _validate_reinforce(errors, m.reinforce)
     if m.attention.kind == "hard":
-        _check(
+        require(
             errors,
             m.score != "none",
             "model.attention.kind",
@@ -262,7 +272,7 @@ def _validate_model(errors, m):
             "needs a score to sample from (model.score is 'none')",
         )
     elif m.attention.kind != "soft":
-        _check(
+        require(
             errors,
             m.decoder == "luong" and m.score not in ("location", "none"),
             "model.attention.kind",
@@ -272,7 +282,7 @@ def _validate_model(errors, m):
         )
     key_dim = m.encoder.hidden_dim * (2 if m.encoder.bidirectional else 1)
     if m.score in SAME_SIZE_SCORES:
-        _check(
+        require(
             errors,
             m.decoder_hidden_dim == key_dim,
             "model.score",
@@ -283,7 +293,7 @@ def _validate_model(errors, m):
             "general/additive/concat or match the sizes",
         )
     if m.init_state == "final":
-        _check(
+        require(
             errors,
             m.decoder_hidden_dim == key_dim,
             "model.init_state",
@@ -292,7 +302,7 @@ def _validate_model(errors, m):
             f"({key_dim}); use tanh_proj",
         )
     if m.attention.normalize:
-        _check(
+        require(
             errors,
             not m.attention.zero_v,
             "model.attention.normalize",
@@ -302,9 +312,9 @@ def _validate_model(errors, m):
 
 
 def _validate_reinforce(errors, r):
-    _choice(errors, r, "model.reinforce.", "reward", REWARDS)
-    _choice(errors, r, "model.reinforce.", "baseline", BASELINES)
-    _check(
+    require_choice(errors, r, "model.reinforce.", "reward", REWARDS)
+    require_choice(errors, r, "model.reinforce.", "baseline", BASELINES)
+    require(
         errors,
         0 <= r.baseline_decay < 1,
         "model.reinforce.baseline_decay",
@@ -312,36 +322,37 @@ def _validate_reinforce(errors, r):
         "must be in [0, 1)",
     )
     for name in ("policy_weight", "entropy_weight", "baseline_weight"):
-        _check(errors, r[name] >= 0, f"model.reinforce.{name}", r[name], "must be >= 0")
+        require(errors, r[name] >= 0, f"model.reinforce.{name}", r[name], "must be >= 0")
 
 
-def _validate_optim_train(errors, o, t):
-    _check(errors, t.keep_best >= 0, "train.keep_best", t.keep_best, "must be >= 0 (0 = off)")
-    _check(
+def validate_optim_train(errors, o, t):
+    """The `optim` and `train` sections (shared by every model family)."""
+    require(errors, t.keep_best >= 0, "train.keep_best", t.keep_best, "must be >= 0 (0 = off)")
+    require(
         errors,
         "/" in t.best_metric,
         "train.best_metric",
         t.best_metric,
         "must name an evaluated metric, e.g. eval/seq_accuracy or eval/loss",
     )
-    _choice(errors, o, "optim.", "optimizer", OPTIMIZERS)
-    _choice(errors, o, "optim.", "schedule", SCHEDULES)
-    _check(errors, o.learning_rate > 0, "optim.learning_rate", o.learning_rate, "must be > 0")
-    _check(errors, o.warmup_steps >= 0, "optim.warmup_steps", o.warmup_steps, "must be >= 0")
-    _check(
+    require_choice(errors, o, "optim.", "optimizer", OPTIMIZERS)
+    require_choice(errors, o, "optim.", "schedule", SCHEDULES)
+    require(errors, o.learning_rate > 0, "optim.learning_rate", o.learning_rate, "must be > 0")
+    require(errors, o.warmup_steps >= 0, "optim.warmup_steps", o.warmup_steps, "must be >= 0")
+    require(
         errors,
         o.grad_clip_norm >= 0,
         "optim.grad_clip_norm",
         o.grad_clip_norm,
         "must be >= 0 (0 = off)",
     )
-    _check(errors, o.weight_decay >= 0, "optim.weight_decay", o.weight_decay, "must be >= 0")
-    _positive(
+    require(errors, o.weight_decay >= 0, "optim.weight_decay", o.weight_decay, "must be >= 0")
+    require_positive(
         errors, t, "train.", ["num_steps", "log_every", "eval_every", "ckpt_every", "max_to_keep"]
     )
-    _check(errors, t.num_heatmaps >= 0, "train.num_heatmaps", t.num_heatmaps, "must be >= 0")
+    require(errors, t.num_heatmaps >= 0, "train.num_heatmaps", t.num_heatmaps, "must be >= 0")
     if t.log_every > 0 and t.eval_every > 0:
-        _check(
+        require(
             errors,
             t.eval_every % t.log_every == 0,
             "train.eval_every",
@@ -360,20 +371,20 @@ def validate(config: ml_collections.ConfigDict) -> None:
 
         return validate_ram(config)
     errors: list[str] = []
-    _check(
+    require(
         errors,
         isinstance(config.seed, int) and config.seed >= 0,
         "seed",
         config.seed,
         "must be an int >= 0",
     )
-    _check(errors, config.num_seeds >= 1, "num_seeds", config.num_seeds, "must be >= 1")
-    _choice(errors, config, "", "seed_batches", SEED_BATCHES)
+    require(errors, config.num_seeds >= 1, "num_seeds", config.num_seeds, "must be >= 1")
+    require_choice(errors, config, "", "seed_batches", SEED_BATCHES)
     _validate_data(errors, config.data)
     _validate_model(errors, config.model)
-    _validate_optim_train(errors, config.optim, config.train)
-    _positive(errors, config.eval, "eval.", ["beam_size"])
-    _check(
+    validate_optim_train(errors, config.optim, config.train)
+    require_positive(errors, config.eval, "eval.", ["beam_size"])
+    require(
         errors,
         config.eval.length_penalty >= 0,
         "eval.length_penalty",

@@ -373,14 +373,48 @@ def draw_heatmaps(workdir: str, data, outputs, count: int, seed: int = 0) -> lis
     return paths
 
 
-def _check_finite(sums: dict, first_step: int, last_step: int, seed: int) -> None:
-    loss = float(sums["loss_sum"]) / max(float(sums["tokens"]), 1.0)
-    if not math.isfinite(loss) or not math.isfinite(float(sums["grad_norm_sum"])):
+def check_finite(sums: dict, first_step: int, last_step: int, seed: int | None = None) -> None:
+    """Raises `NonFiniteLossError` when the summed loss or gradient norm of steps `first_step`
+    .. `last_step` (host values) is NaN or infinite; `seed` names the model of several."""
+    if not math.isfinite(float(sums["loss_sum"])) or not math.isfinite(
+        float(sums["grad_norm_sum"])
+    ):
+        who = "" if seed is None else f" (seed {seed})"
         raise NonFiniteLossError(
-            f"non-finite training loss or gradient (seed {seed}) between steps {first_step} and "
+            f"non-finite training loss or gradient{who} between steps {first_step} and "
             f"{last_step}; the last checkpoint before this range is kept. Lower "
             "optim.learning_rate or set optim.grad_clip_norm."
         )
+
+
+def check_window(window: dict, step: int, seeds=None) -> None:
+    """`check_finite` on the log window's sums (host values) ending at `step`: per seed when
+    `seeds` lists the models on the sums' leading axis, else for one model without that axis."""
+    if seeds is None:
+        check_finite(window, step - int(window["updates"]) + 1, step)
+        return
+    first = step - int(window["updates"][0]) + 1
+    for k, seed in enumerate(seeds):
+        check_finite(seed_slice(window, k), first, step, seed)
+
+
+def save_checkpoint(ckpt, state, step: int, window: dict, score, stop, seeds=None) -> dict:
+    """Saves `state` at `step` with the log window's sums, checked first (a state whose recent
+    steps were not checked is never saved; `seeds` as in `check_window`), and `score` for
+    keep-best retention. When `stop` has caught a signal, waits for the save and raises
+    `TrainingInterrupted`. Returns the window, now on the host."""
+    if window:
+        window = devices.to_host(window)
+        check_window(window, step, seeds)
+    ckpt.save(step, state, {"step": step, "window": window}, score=score)
+    if stop is not None and stop.signum is not None:
+        ckpt.wait()
+        name = signal.Signals(stop.signum).name
+        raise TrainingInterrupted(
+            f"{name} at step {step}: checkpoint saved; re-run the same command to resume",
+            stop.signum,
+        )
+    return window
 
 
 def _train_log_record(sums: dict, seconds: float, learning_rate: float) -> dict:
@@ -539,9 +573,7 @@ def train_loop(run: Run, writer_list, stop: StopOnSignal | None = None) -> tuple
         step += 1
         if step % t.log_every == 0 or step == t.num_steps:
             window = devices.to_host(window)
-            first = step - int(window["updates"][0]) + 1
-            for k, seed in enumerate(run.seeds):
-                _check_finite(seed_slice(window, k), first, step, seed)
+            check_window(window, step, run.seeds)
             seconds = time.perf_counter() - window_start - (run.compile_seconds - window_compile)
             train_seconds += seconds
             train_tokens += float(window["tokens"][0])
@@ -563,19 +595,7 @@ def train_loop(run: Run, writer_list, stop: StopOnSignal | None = None) -> tuple
             window, window_start, window_compile = {}, time.perf_counter(), run.compile_seconds
         stopping = stop is not None and stop.signum is not None
         if step % t.ckpt_every == 0 or step == t.num_steps or stopping:
-            if window:  # never checkpoint a state whose recent steps were not checked
-                window = devices.to_host(window)
-                first = step - int(window["updates"][0]) + 1
-                for k, seed in enumerate(run.seeds):
-                    _check_finite(seed_slice(window, k), first, step, seed)
-            run.ckpt.save(step, run.state, {"step": step, "window": window}, score=score)
-        if stopping:
-            run.ckpt.wait()
-            name = signal.Signals(stop.signum).name
-            raise TrainingInterrupted(
-                f"{name} at step {step}: checkpoint saved; re-run the same command to resume",
-                stop.signum,
-            )
+            window = save_checkpoint(run.ckpt, run.state, step, window, score, stop, run.seeds)
         bar.update(step, **shown)
     bar.close()
     return train_seconds, train_tokens
@@ -662,7 +682,7 @@ def _train_and_evaluate(config, workdir: str, force: bool) -> dict:
         if run.num_seeds > 1:
             summary["trained_with_seeds"] = run.seeds  # one vmapped program for all of them
         if main:
-            _write_summary(run_dir, summary)
+            write_summary(run_dir, summary)
         writer.write_hparams(flatten(config.to_dict()) | {"seed": run.seeds[k]}, final[k])
         writer.close()
         per_seed.append(summary)
@@ -674,11 +694,11 @@ def _train_and_evaluate(config, workdir: str, force: bool) -> dict:
         run.num_seeds * train_tokens / train_seconds if train_seconds else None
     )
     if main:
-        _write_summary(workdir, top)
+        write_summary(workdir, top)
     return dict(top, per_seed=per_seed)
 
 
-def _write_summary(directory: str, summary: dict) -> None:
+def write_summary(directory: str, summary: dict) -> None:
     """`summary.json` (results: identical for identical runs) and `timing.json` (speed)."""
     results = {k: v for k, v in summary.items() if writers.is_result(k)}
     timing = {k: v for k, v in summary.items() if not writers.is_result(k)}

@@ -9,7 +9,13 @@ from __future__ import annotations
 
 import ml_collections
 
-from attnlab.config import ConfigError, _check, _choice, _positive, _validate_optim_train
+from attnlab.config import (
+    ConfigError,
+    require,
+    require_choice,
+    require_positive,
+    validate_optim_train,
+)
 from attnlab.config import default_config as seq2seq_config
 from attnlab.ram.model import CORES, LOCATIONS
 
@@ -87,28 +93,28 @@ def quick(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
 
 
 def _validate_data(errors, d):
-    _choice(errors, d, "data.", "name", DATA_NAMES)
-    _positive(errors, d, "data.", ["canvas_size", "clutter_size", "num_train", "num_valid"])
-    _positive(errors, d, "data.", ["num_test", "batch_size", "eval_batch_size"])
-    _check(errors, d.clutter >= 0, "data.clutter", d.clutter, "must be >= 0 (0 = no clutter)")
-    _check(errors, d.seed >= 0, "data.seed", d.seed, "must be >= 0")
+    require_choice(errors, d, "data.", "name", DATA_NAMES)
+    require_positive(errors, d, "data.", ["canvas_size", "clutter_size", "num_train", "num_valid"])
+    require_positive(errors, d, "data.", ["num_test", "batch_size", "eval_batch_size"])
+    require(errors, d.clutter >= 0, "data.clutter", d.clutter, "must be >= 0 (0 = no clutter)")
+    require(errors, d.seed >= 0, "data.seed", d.seed, "must be >= 0")
     digit = DIGIT_SIZE.get(d.name)
     if digit is not None:
-        _check(
+        require(
             errors,
             d.canvas_size >= digit,
             "data.canvas_size",
             d.canvas_size,
             f"must hold the {digit}x{digit} digits of {d.name} (>= {digit})",
         )
-        _check(
+        require(
             errors,
             d.clutter_size <= digit,
             "data.clutter_size",
             d.clutter_size,
             f"fragments are cut from {digit}x{digit} digits: must be <= {digit}",
         )
-    _check(
+    require(
         errors,
         d.num_train >= d.batch_size,
         "data.num_train",
@@ -118,11 +124,11 @@ def _validate_data(errors, d):
 
 
 def _validate_model(errors, m):
-    _positive(errors, m, "model.", ["patch", "scales", "num_glimpses"])
-    _positive(errors, m, "model.", ["glimpse_hidden", "location_hidden", "hidden"])
-    _choice(errors, m, "model.", "core", CORES)
-    _choice(errors, m, "model.", "locations", LOCATIONS)
-    _check(
+    require_positive(errors, m, "model.", ["patch", "scales", "num_glimpses"])
+    require_positive(errors, m, "model.", ["glimpse_hidden", "location_hidden", "hidden"])
+    require_choice(errors, m, "model.", "core", CORES)
+    require_choice(errors, m, "model.", "locations", LOCATIONS)
+    require(
         errors,
         m.location_std > 0,
         "model.location_std",
@@ -134,8 +140,8 @@ def _validate_model(errors, m):
 def validate(config: ml_collections.ConfigDict) -> None:
     """Raises `ConfigError` listing every invalid field, its value and what is allowed."""
     errors: list[str] = []
-    _check(errors, config.family == FAMILY, "family", config.family, f"must be {FAMILY!r}")
-    _check(
+    require(errors, config.family == FAMILY, "family", config.family, f"must be {FAMILY!r}")
+    require(
         errors,
         isinstance(config.seed, int) and config.seed >= 0,
         "seed",
@@ -144,6 +150,6 @@ def validate(config: ml_collections.ConfigDict) -> None:
     )
     _validate_data(errors, config.data)
     _validate_model(errors, config.model)
-    _validate_optim_train(errors, config.optim, config.train)
+    validate_optim_train(errors, config.optim, config.train)
     if errors:
         raise ConfigError("invalid config:\n  " + "\n  ".join(errors))

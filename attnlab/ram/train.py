@@ -22,7 +22,6 @@ import contextlib
 import functools
 import math
 import os
-import signal
 import time
 
 import jax
@@ -48,10 +47,12 @@ from attnlab.train import (
     StopOnSignal,
     TrainingInterrupted,
     TrainState,
-    _write_summary,
+    check_window,
     check_workdir_config,
     create_optimizer,
     num_params,
+    save_checkpoint,
+    write_summary,
 )
 
 SPLIT_PREFIX = {"validation": "eval", "test": "test"}
@@ -208,17 +209,6 @@ def evaluate(run: Run, split: str) -> tuple[dict, list]:
     return metrics, outputs
 
 
-def _check_finite(sums: dict, first_step: int, last_step: int) -> None:
-    if not math.isfinite(float(sums["loss_sum"])) or not math.isfinite(
-        float(sums["grad_norm_sum"])
-    ):
-        raise NonFiniteLossError(
-            f"non-finite training loss or gradient between steps {first_step} and {last_step}; "
-            "the last checkpoint before this range is kept. Lower optim.learning_rate or set "
-            "optim.grad_clip_norm."
-        )
-
-
 def _train_log_record(sums: dict, seconds: float, learning_rate: float) -> dict:
     examples = float(sums["examples"])
     record = {f"train/{name}": float(sums[key]) / examples for name, key in TRAIN_SUMS.items()}
@@ -246,7 +236,7 @@ def train_loop(run: Run, writer, stop: StopOnSignal | None = None) -> tuple[floa
         step += 1
         if step % t.log_every == 0 or step == t.num_steps:
             window = devices.to_host(window)
-            _check_finite(window, step - int(window["updates"]) + 1, step)
+            check_window(window, step)
             seconds = time.perf_counter() - window_start - (run.compile_seconds - window_compile)
             train_seconds += seconds
             train_examples += float(window["examples"])
@@ -262,17 +252,7 @@ def train_loop(run: Run, writer, stop: StopOnSignal | None = None) -> tuple[floa
             window, window_start, window_compile = {}, time.perf_counter(), run.compile_seconds
         stopping = stop is not None and stop.signum is not None
         if step % t.ckpt_every == 0 or step == t.num_steps or stopping:
-            if window:  # never checkpoint a state whose recent steps were not checked
-                window = devices.to_host(window)
-                _check_finite(window, step - int(window["updates"]) + 1, step)
-            run.ckpt.save(step, run.state, {"step": step, "window": window}, score=score)
-        if stopping:
-            run.ckpt.wait()
-            name = signal.Signals(stop.signum).name
-            raise TrainingInterrupted(
-                f"{name} at step {step}: checkpoint saved; re-run the same command to resume",
-                stop.signum,
-            )
+            window = save_checkpoint(run.ckpt, run.state, step, window, score, stop)
         bar.update(step, **shown)
     bar.close()
     return train_seconds, train_examples
@@ -367,7 +347,7 @@ def _train_and_evaluate(config, workdir: str, force: bool) -> dict:
     )
     summary["train/examples_per_sec"] = train_examples / train_seconds if train_seconds else None
     if main:
-        _write_summary(workdir, summary)
+        write_summary(workdir, summary)
     writer.write_hparams(flatten(config.to_dict()), final)
     writer.close()
     run.ckpt.close()
