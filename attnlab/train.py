@@ -606,6 +606,35 @@ def _brief(record: dict) -> str:
     return ", ".join(f"{k}={record[k]:.4f}" for k in keys if k in record)
 
 
+def run_lock(workdir: str):
+    """One process trains into a work directory at a time (of a multi-process run: only
+    process 0 takes the lock)."""
+    if devices.is_main_process():
+        return DirectoryLock(workdir, "run.lock", "training run")
+    return contextlib.nullcontext()
+
+
+@contextlib.contextmanager
+def guarded_training(workdir: str, ckpt, writer_list, main: bool):
+    """Around a train loop: yields the `StopOnSignal` that catches SIGTERM / SIGINT. A loop
+    that fails (`NonFiniteLossError`) or is interrupted writes `summary.json` with that status,
+    the reason and the last checkpoint's step (process 0 only) before the error propagates;
+    pending checkpoint saves are waited for and the writers flushed in every case."""
+    try:
+        with StopOnSignal() as stop:
+            yield stop
+    except (NonFiniteLossError, TrainingInterrupted) as err:
+        status = "failed" if isinstance(err, NonFiniteLossError) else "interrupted"
+        stopped = {"status": status, "reason": str(err), "step": int(ckpt.latest_step() or 0)}
+        if main:
+            writers.write_json_atomic(os.path.join(workdir, "summary.json"), stopped)
+        raise
+    finally:
+        ckpt.wait()
+        for writer in writer_list:
+            writer.flush()
+
+
 def train_and_evaluate(config, workdir: str, force: bool = False) -> dict:
     """Trains and evaluates `config.num_seeds` models; writes the work directory; returns the
     summary (for several seeds: the top-level summary, with each seed's under `"per_seed"`).
@@ -615,13 +644,7 @@ def train_and_evaluate(config, workdir: str, force: bool = False) -> dict:
     with another config (unless `force`), before doing any work. SIGTERM / SIGINT save a
     checkpoint and raise `TrainingInterrupted`; `summary.json` then says `"interrupted"`.
     """
-    # One process trains into a work directory at a time (of a multi-process run: process 0).
-    lock = (
-        DirectoryLock(workdir, "run.lock", "training run")
-        if devices.is_main_process()
-        else contextlib.nullcontext()
-    )
-    with lock:
+    with run_lock(workdir):
         return _train_and_evaluate(config, workdir, force)
 
 
@@ -637,19 +660,8 @@ def _train_and_evaluate(config, workdir: str, force: bool) -> dict:
         else writers.MultiWriter([])
         for d in run.run_dirs
     ]
-    try:
-        with StopOnSignal() as stop:
-            train_seconds, train_tokens = train_loop(run, writer_list, stop)
-    except (NonFiniteLossError, TrainingInterrupted) as err:
-        status = "failed" if isinstance(err, NonFiniteLossError) else "interrupted"
-        stopped = {"status": status, "reason": str(err), "step": int(run.ckpt.latest_step() or 0)}
-        if main:
-            writers.write_json_atomic(os.path.join(workdir, "summary.json"), stopped)
-        raise
-    finally:
-        run.ckpt.wait()
-        for writer in writer_list:
-            writer.flush()
+    with guarded_training(workdir, run.ckpt, writer_list, main) as stop:
+        train_seconds, train_tokens = train_loop(run, writer_list, stop)
     final, outputs, by_length = evaluate_splits(run, ("validation", "long", "test"), final=True)
     shown = {"validation": [devices.to_host(outputs["validation"][0])]}  # heat maps' batch
     common = {

@@ -18,7 +18,6 @@ Work directory: `config.json`, `metrics.jsonl` (`train/loss`, `train/classificat
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import math
 import os
@@ -35,7 +34,6 @@ from attnlab import metrics as metrics_lib
 from attnlab.checkpoints import Checkpointer
 from attnlab.compare import LOWER_IS_BETTER
 from attnlab.config import flatten
-from attnlab.locks import DirectoryLock
 from attnlab.progress import Progress
 from attnlab.ram import data as data_lib
 from attnlab.ram import model as model_lib
@@ -43,14 +41,14 @@ from attnlab.ram import plots
 from attnlab.ram.config import validate
 from attnlab.train import (
     Compiled,
-    NonFiniteLossError,
     StopOnSignal,
-    TrainingInterrupted,
     TrainState,
     check_window,
     check_workdir_config,
     create_optimizer,
+    guarded_training,
     num_params,
+    run_lock,
     save_checkpoint,
     write_summary,
 )
@@ -302,12 +300,7 @@ def train_and_evaluate(config, workdir: str, force: bool = False) -> dict:
     re-evaluates). Raises `ConfigError` for a bad config or a work directory holding another
     run (unless `force`); SIGTERM / SIGINT save a checkpoint and raise `TrainingInterrupted`.
     """
-    lock = (
-        DirectoryLock(workdir, "run.lock", "training run")
-        if devices.is_main_process()
-        else contextlib.nullcontext()
-    )
-    with lock:
+    with run_lock(workdir):
         return _train_and_evaluate(config, workdir, force)
 
 
@@ -320,18 +313,8 @@ def _train_and_evaluate(config, workdir: str, force: bool) -> dict:
         if main
         else writers.MultiWriter([])
     )
-    try:
-        with StopOnSignal() as stop:
-            train_seconds, train_examples = train_loop(run, writer, stop)
-    except (NonFiniteLossError, TrainingInterrupted) as err:
-        status = "failed" if isinstance(err, NonFiniteLossError) else "interrupted"
-        stopped = {"status": status, "reason": str(err), "step": int(run.ckpt.latest_step() or 0)}
-        if main:
-            writers.write_json_atomic(os.path.join(workdir, "summary.json"), stopped)
-        raise
-    finally:
-        run.ckpt.wait()
-        writer.flush()
+    with guarded_training(workdir, run.ckpt, [writer], main) as stop:
+        train_seconds, train_examples = train_loop(run, writer, stop)
     final, shown = evaluate(run, "validation")
     final.update(evaluate(run, "test")[0])
     paths = draw_glimpses(run, shown, os.path.join(workdir, "glimpses")) if main else []
