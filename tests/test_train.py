@@ -134,8 +134,12 @@ def _records(workdir):
     return [{k: v for k, v in r.items() if k != "train/tokens_per_sec"} for r in records]
 
 
-def test_resume_after_a_stop_finishes_exactly_like_an_uninterrupted_run(tmp_path):
+@pytest.mark.parametrize("kind", ["soft", "hard"])
+def test_resume_after_a_stop_finishes_exactly_like_an_uninterrupted_run(tmp_path, kind):
     config = tiny_config()
+    if kind == "hard":  # sampled positions and a moving-average baseline in the state
+        config.model.decoder, config.model.score = "luong", "general"
+        config.model.attention.kind = "hard"
     full = str(tmp_path / "full")
     summary_full = train.train_and_evaluate(config, full)
     # A run stopped after step 20 leaves the checkpoint at 20 and the log up to ~20 (and maybe
@@ -157,6 +161,7 @@ def test_resume_after_a_stop_finishes_exactly_like_an_uninterrupted_run(tmp_path
         Checkpointer(os.path.join(d, "checkpoints"), 2).restore(state)[0] for d in (full, stopped)
     ]
     jax.tree.map(np.testing.assert_array_equal, restored[0].params, restored[1].params)
+    np.testing.assert_array_equal(restored[0].reward_baseline, restored[1].reward_baseline)
 
 
 def test_rerun_of_a_finished_run_only_re_evaluates(tmp_path):
