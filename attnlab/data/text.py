@@ -111,9 +111,38 @@ def _not_prepared_message(name: str, data_dir: str | None, searched: Any) -> str
         f"TFDS dataset {name!r} is not prepared under {str(searched)!r}, and attnlab does not "
         "download data. On a machine with internet access, run:\n\n"
         f"    {prepare_command(name, shown)}\n\n"
-        f"then copy that directory here and pass it as data_dir (load_pairs(..., "
-        f"data_dir={str(shown)!r})) or set TFDS_DATA_DIR={shown}."
+        f"then copy that directory here and pass it as --config.data.data_dir={shown} (in "
+        f"Python: data_dir={str(shown)!r}) or set TFDS_DATA_DIR={shown}."
     )
+
+
+def open_split(builder, name: str, split: str, data_dir: str | None):
+    """`builder.as_data_source(split)`, with TFDS's failures turned into errors that say what
+    to do: `DatasetNotPreparedError` when the data are missing or prepared in a format that
+    needs TensorFlow, `ValueError` for an unknown split.
+
+    Reading is tried first (not `is_prepared()`): `tfds.testing.mock_data` serves data from
+    builders that report unprepared. TFDS signals the failures this way: an unprepared builder
+    falls back to the tfrecord format, which has no random access (NotImplementedError, also
+    for data prepared as tfrecord), and an unknown split is a KeyError.
+    """
+    try:
+        return builder.as_data_source(split=split)
+    except (NotImplementedError, KeyError) as e:
+        if not builder.is_prepared():
+            raise DatasetNotPreparedError(
+                _not_prepared_message(name, data_dir, builder.data_dir)
+            ) from e
+        if isinstance(e, NotImplementedError):
+            raise DatasetNotPreparedError(
+                f"TFDS dataset {name!r} is prepared under {builder.data_dir!r} in the "
+                f"{builder.info.file_format} format, which cannot be read without TensorFlow; "
+                "prepare it again as array_record into another data_dir:\n\n"
+                f"    {prepare_command(name, data_dir or '/path/to/new_data_dir')}"
+            ) from e
+        raise ValueError(
+            f"TFDS dataset {name!r} has no split {split!r}: {list(builder.info.splits.keys())}"
+        ) from e
 
 
 def _builder(name: str, data_dir: str | None):
@@ -194,29 +223,7 @@ def load_pairs(
         if key not in features:
             raise ValueError(f"{key!r} is not a feature of TFDS dataset {name!r}: {features}")
 
-    try:
-        source = builder.as_data_source(split=split)
-    except (NotImplementedError, KeyError) as e:
-        # Reading is tried first (not `is_prepared()`): `tfds.testing.mock_data` serves data
-        # from builders that report unprepared. TFDS signals the failures this way: an
-        # unprepared builder falls back to the tfrecord format, which has no random access
-        # (NotImplementedError, also for data prepared as tfrecord), and an unknown split is a
-        # KeyError. Each becomes an error that says what to do.
-        if not builder.is_prepared():
-            raise DatasetNotPreparedError(
-                _not_prepared_message(name, data_dir, builder.data_dir)
-            ) from e
-        if isinstance(e, NotImplementedError):
-            raise DatasetNotPreparedError(
-                f"TFDS dataset {name!r} is prepared under {builder.data_dir!r} in the "
-                f"{info.file_format} format, which cannot be read without TensorFlow; prepare "
-                "it again as array_record into another data_dir:\n\n"
-                f"    {prepare_command(name, data_dir or '/path/to/new_data_dir')}"
-            ) from e
-        raise ValueError(
-            f"TFDS dataset {name!r} has no split {split!r}: {list(info.splits.keys())}"
-        ) from e
-
+    source = open_split(builder, name, split, data_dir)
     count = len(source) if max_examples is None else min(len(source), max(0, max_examples))
     pairs = []
     for start in range(0, count, READ_CHUNK):
@@ -431,6 +438,7 @@ __all__ = [
     "length_filter",
     "load_pairs",
     "parse_tfds_name",
+    "open_split",
     "prepare_command",
     "train_sentencepiece",
 ]

@@ -195,18 +195,11 @@ def load_digits_canvas(d) -> dict[str, ImageSplit]:
 
 def _mnist_sources(d) -> dict:
     """Data sources of MNIST's prepared train and test splits (clear error when missing)."""
-    from attnlab.data.text import DatasetNotPreparedError, prepare_command
+    from attnlab.data.text import open_split
 
-    builder = tfds.builder("mnist", data_dir=d.data_dir or None)
-    try:
-        return {s: builder.as_data_source(split=s) for s in ("train", "test")}
-    except (NotImplementedError, KeyError) as e:  # not prepared (as array_record)
-        raise DatasetNotPreparedError(
-            f"TFDS dataset 'mnist' is not prepared as array_record under "
-            f"{str(builder.data_dir)!r}, and attnlab does not download data. On a machine with "
-            f"internet access run\n\n    {prepare_command('mnist', '/path/to/data_dir')}\n\n"
-            "and pass that directory as --config.data.data_dir"
-        ) from e
+    data_dir = d.data_dir or None
+    builder = tfds.builder("mnist", data_dir=data_dir)
+    return {s: open_split(builder, "mnist", s, data_dir) for s in ("train", "test")}
 
 
 def _read_mnist(source, indices: range) -> tuple[np.ndarray, np.ndarray]:
