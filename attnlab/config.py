@@ -171,6 +171,17 @@ def require_positive(errors, cfg, prefix, names):
         )
 
 
+def require_full_batch(errors, d):
+    """The training set must fill one batch (training uses full batches only)."""
+    require(
+        errors,
+        d.num_train >= d.batch_size,
+        "data.num_train",
+        d.num_train,
+        f"must be >= data.batch_size ({d.batch_size})",
+    )
+
+
 def require_choice(errors, cfg, prefix, name, choices):
     """Field `name` of `cfg` must be one of `choices`."""
     value = cfg[name]
@@ -230,13 +241,7 @@ def _validate_data(errors, d):
             d.long_max_len,
             f"must be >= data.long_min_len ({d.long_min_len})",
         )
-    require(
-        errors,
-        d.num_train >= d.batch_size,
-        "data.num_train",
-        d.num_train,
-        f"must be >= data.batch_size ({d.batch_size})",
-    )
+    require_full_batch(errors, d)
 
 
 def _validate_model(errors, m):

@@ -13,6 +13,7 @@ from attnlab.config import (
     ConfigError,
     require,
     require_choice,
+    require_full_batch,
     require_positive,
     validate_optim_train,
 )
@@ -114,13 +115,7 @@ def _validate_data(errors, d):
             d.clutter_size,
             f"fragments are cut from {digit}x{digit} digits: must be <= {digit}",
         )
-    require(
-        errors,
-        d.num_train >= d.batch_size,
-        "data.num_train",
-        d.num_train,
-        f"must be >= data.batch_size ({d.batch_size})",
-    )
+    require_full_batch(errors, d)
 
 
 def _validate_model(errors, m):
