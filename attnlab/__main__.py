@@ -1,129 +1,233 @@
-"""Command line: `python -m attnlab {train,sweep,compare,predict}`; the only module with flags.
+"""Command line: `python -m attnlab SUBCOMMAND [flags]`; the only module with flags.
 
     python -m attnlab train --config=configs/reverse.py --workdir=runs/reverse
     python -m attnlab sweep --config=configs/sweeps/scores.py --workdir=runs/scores
     python -m attnlab compare runs/scores
     python -m attnlab predict --workdir=runs/g2p --input=words.txt --heatmaps=runs/g2p/maps
+    python -m attnlab config --config=configs/reverse.py:quick --config.model.score=general
 
 Any config field can be overridden with `--config.<section>.<field>=value` (for a sweep the
 override applies to every trial); a config file may take an argument after a colon
-(`--config=configs/reverse.py:quick`). Exit code 2 means bad input (the message says what to fix).
+(`--config=configs/reverse.py:quick`). Exit code 2 means bad input, with one line saying what
+to fix; `--verbose` adds the traceback. `--help` and `SUBCOMMAND --help` answer without
+starting JAX; each subcommand defines only its own flags.
 """
 
 from __future__ import annotations
 
-import json
-import logging as py_logging
 import os
 import sys
 
-import ml_collections
-from absl import app, flags, logging
-from ml_collections import config_flags
+USAGE = "usage: python -m attnlab {train,sweep,compare,predict,config} [flags] (--help for more)"
 
-from attnlab.config import ConfigError, flatten
-
-COMMANDS = ("train", "sweep", "compare", "predict")
-_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
-FLAGS = flags.FLAGS
-
-_CONFIG = config_flags.DEFINE_config_file(
-    "config",
-    None,
-    "Path to a config file, e.g. configs/reverse.py or configs/reverse.py:quick.",
-    lock_config=True,
-)
-_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for the run's (or sweep's) outputs.")
-_SWEEP = config_flags.DEFINE_config_dict(
-    "sweep",
-    ml_collections.ConfigDict(
-        {
-            "parallel": 1,
-            "index": -1,
-            "dry_run": False,
-            "backend": "local",
-            "ray_address": "",
-            "cpus_per_trial": 1.0,
-            "gpus_per_trial": 0.0,
-        }
+# name -> (what it does, its positional arguments, its flags)
+COMMANDS = {
+    "train": (
+        "Train and evaluate one run (K seeds with --config.num_seeds=K) into a work directory; "
+        "re-running the same command resumes it.",
+        "",
+        (
+            "config",
+            "workdir",
+            "force",
+            "distributed",
+            "coordinator_address",
+            "num_processes",
+            "process_id",
+            "verbose",
+        ),
     ),
-    "sweep: `parallel` trials at once; `index` >= 0 runs only that trial (one job of a job "
-    "array); `dry_run` lists the trials; `backend` local or ray (`ray_address`: a cluster, "
-    "empty = start a local instance; `cpus_per_trial`, `gpus_per_trial`: resources per trial).",
-)
-_DISTRIBUTED = flags.DEFINE_bool(
-    "distributed",
-    False,
-    "train: one process of a multi-process (multi-host) run; calls jax.distributed.initialize() "
-    "with the three flags below, or detects them (SLURM, Open MPI, TPU pods, ...) when unset.",
-)
-_COORDINATOR = flags.DEFINE_string(
-    "coordinator_address", None, "--distributed: host:port of process 0."
-)
-_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "--distributed: process count.")
-_PROCESS_ID = flags.DEFINE_integer("process_id", None, "--distributed: this process's index.")
-_INPUT = flags.DEFINE_string("input", "-", "predict: a file with one source per line (- = stdin)")
-_OUTPUT = flags.DEFINE_string("output", "-", "predict: where the predictions go (- = stdout)")
-_HEATMAPS = flags.DEFINE_string("heatmaps", None, "predict: draw one attention map per input here")
-_BEAM = flags.DEFINE_integer("beam_size", None, "predict: beam size (default: the run's eval one)")
-_MAX_LEN = flags.DEFINE_integer("max_len", 0, "predict: most output tokens (0: 2 x source + 10)")
-_FORCE = flags.DEFINE_bool(
-    "force", False, "train: continue a work directory whose run has a different config"
-)
-_VERBOSE = flags.DEFINE_bool("verbose", False, "show the traceback of an error")
-_METRIC = flags.DEFINE_string("metric", "eval/seq_accuracy", "compare: metric that picks the best")
-_OUT = flags.DEFINE_string("out", None, "compare: report directory (default: <first DIR>/report)")
+    "sweep": (
+        "Run every trial of a sweep file (its get_sweep()), each a train process in its own "
+        "directory; re-running skips finished trials.",
+        "",
+        ("config", "workdir", "sweep", "verbose"),
+    ),
+    "compare": (
+        "Tables (mean ± 95% CI over seeds, paired tests) and plots of the runs under DIRs.",
+        "DIR [DIR...]",
+        ("metric", "out", "verbose"),
+    ),
+    "predict": (
+        "Predictions of a trained seq2seq run for new inputs, one per line.",
+        "",
+        ("workdir", "input", "output", "heatmaps", "beam_size", "max_len", "verbose"),
+    ),
+    "config": (
+        "Print the resolved, validated config (with its --config.* overrides) and exit.",
+        "",
+        ("config", "verbose"),
+    ),
+}
+REQUIRED = {
+    "train": ("config", "workdir"),
+    "sweep": ("config", "workdir"),
+    "predict": ("workdir",),
+    "config": ("config",),
+}
+SWEEP_DEFAULTS = {
+    "parallel": 1,
+    "index": -1,
+    "dry_run": False,
+    "backend": "local",
+    "ray_address": "",
+    "cpus_per_trial": 1.0,
+    "gpus_per_trial": 0.0,
+}
+# flag -> (help text, default); defined lazily, only for the subcommand that takes it
+FLAG_HELP = {
+    "config": "a config file, e.g. configs/reverse.py or configs/reverse.py:quick; any field "
+    "is then overridable as --config.<section>.<field>=value",
+    "workdir": "the run's (or sweep's, or the predicting run's) directory",
+    "force": "continue a work directory whose run has a different config",
+    "distributed": "one process of a multi-process (multi-host) run: calls "
+    "jax.distributed.initialize() with the three flags below, or detects them (SLURM, "
+    "Open MPI, TPU pods) when unset",
+    "coordinator_address": "--distributed: host:port of process 0",
+    "num_processes": "--distributed: the number of processes",
+    "process_id": "--distributed: this process's index",
+    "sweep": "--sweep.parallel=N trials at once; --sweep.index=N runs only trial N (one job "
+    "of a job array); --sweep.dry_run=true lists the trials; --sweep.backend=local|ray "
+    "(--sweep.ray_address, --sweep.cpus_per_trial, --sweep.gpus_per_trial)",
+    "metric": "the metric that ranks the variants (default: the runs' train.best_metric)",
+    "out": "the report directory (default: <first DIR>/report)",
+    "input": "a file with one source per line (- = stdin)",
+    "output": "where the predictions go (- = stdout)",
+    "heatmaps": "draw one attention map per input into this directory",
+    "beam_size": "beam size (default: the run's eval.beam_size)",
+    "max_len": "most output tokens (0: 2 x source + 10)",
+    "verbose": "show the traceback of an error",
+}
 
 
-class _QuietLibraries(py_logging.Filter):
-    """Keeps attnlab's progress lines and every warning; drops other libraries' INFO chatter."""
+def _help(command: str | None) -> str:
+    import textwrap
 
-    def filter(self, record: py_logging.LogRecord) -> bool:
-        return record.levelno >= py_logging.WARNING or record.pathname.startswith(_PACKAGE_DIR)
+    def wrapped(text: str, indent: str) -> list[str]:
+        return textwrap.wrap(text, 96, initial_indent=indent, subsequent_indent=" " * 11)
+
+    if command is None:
+        lines = [USAGE, "", "subcommands:"]
+        for name, (text, _, _) in COMMANDS.items():
+            lines += wrapped(text, f"  {name:8s} ")
+        lines += ["", "python -m attnlab SUBCOMMAND --help lists its flags."]
+        return "\n".join(lines) + "\n"
+    text, positional, flag_names = COMMANDS[command]
+    lines = [f"usage: python -m attnlab {command} {positional} [flags]".replace("  ", " "), ""]
+    lines += textwrap.wrap(text, 96) + ["", "flags:"]
+    for name in flag_names:
+        need = " (required)" if name in REQUIRED.get(command, ()) else ""
+        lines += textwrap.wrap(
+            FLAG_HELP[name], 96, initial_indent=f"  --{name}{need}: ", subsequent_indent="      "
+        )
+    return "\n".join(lines) + "\n"
 
 
-def _initialize_distributed() -> None:
+def _define_flags(command: str, flag_values, argv: list[str]) -> None:
+    """Defines the absl flags of `command` only, on `flag_values` (a fresh `FlagValues` per
+    call, so that `main` can run many times in one process); an unknown flag is then one line
+    and exit 2. `argv` holds the `--config.*` / `--sweep.*` overrides to define."""
+    import ml_collections
+    from absl import flags
+    from ml_collections import config_flags
+
+    names = COMMANDS[command][2]
+    on = {"flag_values": flag_values}
+    config_on = dict(on, sys_argv=argv)
+    if "config" in names:
+        config_flags.DEFINE_config_file("config", None, FLAG_HELP["config"], **config_on)
+    for name in ("workdir", "coordinator_address", "heatmaps", "out", "metric"):
+        if name in names:
+            flags.DEFINE_string(name, None, FLAG_HELP[name], **on)
+    for name, default in (("input", "-"), ("output", "-")):
+        if name in names:
+            flags.DEFINE_string(name, default, FLAG_HELP[name], **on)
+    for name in ("force", "distributed", "verbose"):
+        if name in names:
+            flags.DEFINE_bool(name, False, FLAG_HELP[name], **on)
+    integers = {"num_processes": None, "process_id": None, "beam_size": None, "max_len": 0}
+    for name, default in integers.items():
+        if name in names:
+            flags.DEFINE_integer(name, default, FLAG_HELP[name], **on)
+    if "sweep" in names:
+        sweep = ml_collections.ConfigDict(SWEEP_DEFAULTS)
+        config_flags.DEFINE_config_dict("sweep", sweep, FLAG_HELP["sweep"], **config_on)
+
+
+class _Cli:
+    """The parsed flags of one subcommand and what it runs."""
+
+    def __init__(self, command: str, flag_values):
+        self.command, self.flags = command, flag_values
+
+    def value(self, name: str):
+        return self.flags[name].value if name in self.flags else None
+
+    def config(self):
+        """The config with its overrides (as `--config` and `--config.*` gave them)."""
+        return self.flags["config"].value
+
+    def config_path(self) -> str:
+        from ml_collections import config_flags
+
+        return config_flags.get_config_filename(self.flags["config"])
+
+    def overrides(self) -> dict:
+        from ml_collections import config_flags
+
+        from attnlab.config_lib import flatten
+
+        return flatten(config_flags.get_override_values(self.flags["config"]))
+
+
+def _train(cli: _Cli) -> int:
+    if cli.value("distributed"):
+        _initialize_distributed(cli)
+    from attnlab import runner
+
+    summary = runner.train_and_evaluate(cli.config(), cli.value("workdir"), cli.value("force"))
+    keys = sorted(k for k in summary if k.startswith(("eval", "test")))
+    print("\n".join(f"{k}: {summary[k]:.4f}" for k in keys if _is_number(summary[k])))
+    return 0
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _initialize_distributed(cli: _Cli) -> None:
     """Joins the other processes of a multi-host run (before any JAX computation)."""
     import jax
 
     # CPU processes need a cross-process collectives implementation; GPUs and TPUs ignore this.
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(
-        coordinator_address=_COORDINATOR.value,
-        num_processes=_NUM_PROCESSES.value,
-        process_id=_PROCESS_ID.value,
+        coordinator_address=cli.value("coordinator_address"),
+        num_processes=cli.value("num_processes"),
+        process_id=cli.value("process_id"),
     )
 
 
-def _train() -> int:
-    if _DISTRIBUTED.value:
-        _initialize_distributed()
-    if _CONFIG.value.get("family") == "ram":  # the recurrent attention model (attnlab.ram)
-        from attnlab.ram import train
-    else:
-        from attnlab import train  # after flag parsing: keeps --help fast
+def _config(cli: _Cli) -> int:
+    from attnlab import families
 
-    summary = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value, force=_FORCE.value)
-    keys = sorted(k for k in summary if k.startswith(("eval", "test")))
-    print("\n".join(f"{k}: {summary[k]:.4f}" for k in keys))
+    config = cli.config()
+    families.validate(config)
+    print(config, end="")
     return 0
 
 
-def _sweep() -> int:
+def _sweep(cli: _Cli) -> int:
     from attnlab import backends, sweep
+    from attnlab.progress import Progress
 
-    path = config_flags.get_config_filename(FLAGS["config"])
-    overrides = config_flags.get_override_values(FLAGS["config"])
-    common = flatten(overrides)
+    path, common, options = cli.config_path(), cli.overrides(), cli.value("sweep")
     trials = sweep.load_sweep(path)
-    if _SWEEP.value.dry_run:
+    if options.dry_run:
         for t in trials:
             print(f"{t.index:4d}  {t.name}  {dict(common, **t.overrides)}")
         return 0
-    index = _SWEEP.value.index if _SWEEP.value.index >= 0 else None
-
-    from attnlab.progress import Progress
-
+    index = options.index if options.index >= 0 else None
     bar = Progress(1 if index is not None else len(trials), label="sweep")
 
     def progress(trial, all_trials):
@@ -140,7 +244,6 @@ def _sweep() -> int:
             last=trial.name,
         )
 
-    options = _SWEEP.value
     backend = backends.make_backend(
         options.backend,
         options.parallel,
@@ -149,56 +252,49 @@ def _sweep() -> int:
         gpus_per_trial=options.gpus_per_trial,
     )
     try:
-        trials = sweep.run_sweep(
-            path,
-            _WORKDIR.value,
-            index=index,
-            on_done=progress,
-            common_overrides=common,
-            backend=backend,
-        )
+        with bar:
+            trials = sweep.run_sweep(
+                path,
+                cli.value("workdir"),
+                index=index,
+                on_done=progress,
+                common_overrides=common,
+                backend=backend,
+            )
     finally:
         getattr(backend, "shutdown", lambda: None)()
-    bar.close()
     failed = [t for t in trials if t.status == "failed"]
     print(
         f"{len(trials) - len(failed)} of {len(trials)} trials completed; status in "
-        f"{os.path.join(_WORKDIR.value, sweep.STATUS_FILE)}"
+        f"{os.path.join(cli.value('workdir'), sweep.STATUS_FILE)}"
     )
     return 1 if failed else 0
 
 
-def _predict() -> int:
+def _predict(cli: _Cli) -> int:
     from attnlab import predict
 
-    saved = os.path.join(_WORKDIR.value, "config.json")
-    if os.path.exists(saved):
-        with open(saved) as f:
-            if json.load(f).get("family") == "ram":
-                raise ConfigError(
-                    f"{_WORKDIR.value} holds a recurrent attention model (family ram): predict "
-                    "reads seq2seq runs only; its glimpses are drawn in glimpses/"
-                )
-
-    if _INPUT.value == "-":
+    workdir = cli.value("workdir")
+    source = cli.value("input")
+    if source == "-":
         lines = sys.stdin.read().splitlines()
     else:
-        with open(_INPUT.value) as f:
+        with open(source) as f:
             lines = f.read().splitlines()
-    predictor = predict.Predictor(_WORKDIR.value, beam_size=_BEAM.value)
-    results = predictor.predict(lines, max_len=_MAX_LEN.value)
+    predictor = predict.Predictor(workdir, beam_size=cli.value("beam_size"))
+    results = predictor.predict(lines, max_len=cli.value("max_len"))
     text = "".join(r.text + "\n" for r in results)
-    if _OUTPUT.value == "-":
+    if cli.value("output") == "-":
         sys.stdout.write(text)
     else:
-        with open(_OUTPUT.value, "w") as f:
+        with open(cli.value("output"), "w") as f:
             f.write(text)
-    if _HEATMAPS.value:
-        os.makedirs(_HEATMAPS.value, exist_ok=True)
+    heatmaps = cli.value("heatmaps")
+    if heatmaps:
+        os.makedirs(heatmaps, exist_ok=True)
         for i, r in enumerate(results):
             if r.source:
-                path = os.path.join(_HEATMAPS.value, f"input_{i:04d}.png")
-                predict.draw(r, path, title=" ".join(r.source))
+                predict.draw(r, os.path.join(heatmaps, f"input_{i:04d}.png"), " ".join(r.source))
     unknown = sum(r.unknown for r in results)
     empty = sum(not r.source for r in results)
     print(
@@ -209,53 +305,152 @@ def _predict() -> int:
     return 0
 
 
-def _compare(directories: list[str]) -> int:
+def _compare(cli: _Cli, directories: list[str]) -> int:
     from attnlab import compare
 
-    print(compare.compare(directories, _OUT.value, best_metric=_METRIC.value), end="")
+    table = compare.compare(directories, cli.value("out"), best_metric=cli.value("metric"))
+    print(table, end="")
     return 0
 
 
-def main(argv: list[str]) -> int:
-    if len(argv) < 2 or argv[1] not in COMMANDS:
-        raise app.UsageError(f"usage: python -m attnlab {{{','.join(COMMANDS)}}} ...")
-    command, rest = argv[1], argv[2:]
-    if command == "compare":
-        if not rest:
-            raise app.UsageError("usage: python -m attnlab compare DIR [DIR...]")
-    elif command == "predict":
-        if rest or _WORKDIR.value is None:
-            raise app.UsageError("usage: python -m attnlab predict --workdir=RUN [--input=FILE]")
-    elif rest or FLAGS["config"].value is None or _WORKDIR.value is None:
-        raise app.UsageError(f"usage: python -m attnlab {command} --config=FILE --workdir=DIR")
-    else:
-        path = config_flags.get_config_filename(FLAGS["config"]).partition(":")[0]
-        if not os.path.isfile(path):
-            print(f"error: config file '{path}' not found", file=sys.stderr)
-            return 2
-    logging.get_absl_handler().addFilter(_QuietLibraries())
-    from attnlab.checkpoints import CheckpointError
-    from attnlab.train import NonFiniteLossError, TrainingInterrupted
+def _usage_error(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
+def _config_spec(argv: list[str]) -> str | None:
+    """The value of `--config=SPEC` (or `--config SPEC`) in `argv`, if any."""
+    for i, arg in enumerate(argv):
+        if arg.startswith("--config="):
+            return arg.split("=", 1)[1]
+        if arg == "--config" and i + 1 < len(argv):
+            return argv[i + 1]
+    return None
+
+
+def _check_config_file(argv: list[str]) -> str | None:
+    """Loads the config file named by `--config` once before the flag parser does, so that a
+    missing file, an unknown argument after the colon, or a file that fails as it runs is one
+    line (returned), never a traceback."""
+    spec = _config_spec(argv)
+    if spec is None:
+        return None
+    from attnlab.config_lib import ConfigError, load_config
 
     try:
-        if command == "train":
-            return _train()
-        if command == "sweep":
-            return _sweep()
-        if command == "predict":
-            return _predict()
-        return _compare(rest)
-    except (ConfigError, FileNotFoundError, CheckpointError) as err:
-        return _report(err, 2)
-    except NonFiniteLossError as err:
-        return _report(err, 1)
-    except TrainingInterrupted as err:
-        return _report(err, 128 + err.signum)
+        load_config(spec)
+    except ConfigError as err:
+        return str(err)
+    except Exception as err:  # the file's own code failed
+        return f"config file '{spec.partition(':')[0]}' failed: {type(err).__name__}: {err}"
+    return None
 
 
-def _report(err: Exception, code: int) -> int:
+def _parse(command: str, argv: list[str]):
+    """absl's parser for `command`'s flags; a bad flag, an unknown config field or a config
+    file that cannot be loaded is one line and `None`."""
+    from absl import flags
+
+    problem = _check_config_file(argv)
+    if problem is not None:
+        print(f"error: {problem}", file=sys.stderr)
+        return None
+    flag_values = flags.FlagValues()
+    argv = [f"attnlab {command}", *argv]
+    _define_flags(command, flag_values, argv)
+    try:
+        rest = flag_values(argv)[1:]
+        if "config" in flag_values:
+            flag_values["config"].value  # noqa: B018  (applies the overrides: errors surface here)
+    except flags.Error as err:
+        print(f"error: {str(err).splitlines()[0]}", file=sys.stderr)
+        return None
+    except AttributeError as err:  # ml_collections: a field that does not exist
+        detail = err.args[0] if err.args else err
+        detail = detail.args[0] if isinstance(detail, KeyError) and detail.args else detail
+        detail = " ".join(str(detail).split())
+        print(f"error: unknown config field {detail}", file=sys.stderr)
+        return None
+    except (ValueError, TypeError) as err:  # a value of the wrong type for its field
+        print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
+        return None
+    return _Cli(command, flag_values), rest
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Runs `python -m attnlab argv...`; returns the exit code (2: bad input)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv:
+        return _usage_error(f"no subcommand; {USAGE}")
+    command, rest = argv[0], argv[1:]
+    if command in ("-h", "--help", "help"):
+        sys.stdout.write(_help(None))
+        return 0
+    if command not in COMMANDS:
+        return _usage_error(f"unknown subcommand '{command}'; {USAGE}")
+    if any(a in ("-h", "--help", "--helpfull", "-?") for a in rest):
+        sys.stdout.write(_help(command))
+        return 0
+    parsed = _parse(command, rest)
+    if parsed is None:
+        return 2
+    cli, positional = parsed
+    for name in REQUIRED.get(command, ()):
+        if cli.value(name) is None:
+            return _usage_error(f"{command} needs --{name}; python -m attnlab {command} --help")
+    if command == "compare" and not positional:
+        return _usage_error("compare needs at least one DIR; python -m attnlab compare --help")
+    if command != "compare" and positional:
+        return _usage_error(f"unexpected argument(s) {' '.join(positional)} for {command}")
+    return _run(cli, positional)
+
+
+def _run(cli: _Cli, positional: list[str]) -> int:
+    """Runs the subcommand; expected errors are one line with their exit code."""
+    from absl import flags, logging
+
+    from attnlab.config_lib import ConfigError
+
+    if not flags.FLAGS.is_parsed():  # absl logging's own flags keep their defaults
+        flags.FLAGS.mark_as_parsed()
+    logging.use_absl_handler()
+    logging.set_verbosity(logging.INFO)
+    logging.get_absl_handler().addFilter(_QuietLibraries())
+    expected: tuple = (ConfigError, FileNotFoundError)
+    try:
+        if cli.command == "config":
+            return _config(cli)
+        if cli.command == "compare":
+            return _compare(cli, positional)
+        if cli.command == "sweep":
+            return _sweep(cli)
+        from attnlab.checkpoints import CheckpointError
+        from attnlab.runner import NonFiniteLossError, TrainingInterrupted
+
+        expected = (ConfigError, FileNotFoundError, CheckpointError)
+        try:
+            return _train(cli) if cli.command == "train" else _predict(cli)
+        except NonFiniteLossError as err:
+            return _report(cli, err, 1)
+        except TrainingInterrupted as err:
+            return _report(cli, err, 128 + err.signum)
+    except expected as err:
+        return _report(cli, err, 2)
+
+
+class _QuietLibraries:
+    """A logging filter: keeps attnlab's progress lines and every warning; drops other
+    libraries' INFO chatter."""
+
+    package_dir = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+    def filter(self, record) -> bool:
+        return record.levelno >= 30 or record.pathname.startswith(self.package_dir)
+
+
+def _report(cli: _Cli, err: Exception, code: int) -> int:
     """One readable line for an expected error (the traceback too with --verbose)."""
-    if _VERBOSE.value:
+    if cli.value("verbose"):
         import traceback
 
         traceback.print_exception(err)
@@ -263,23 +458,9 @@ def _report(err: Exception, code: int) -> int:
     return code
 
 
-def _parse_flags(argv: list[str]) -> list[str]:
-    """absl's parser, but a bad flag (unknown field, wrong type, missing config file) is one
-    line and exit code 2, like every other bad input."""
-    try:
-        return FLAGS(argv)
-    except flags.Error as err:
-        print(f"error: {err}", file=sys.stderr)
-    except AttributeError as err:  # ml_collections: a field that does not exist
-        detail = err.args[0] if err.args else err
-        detail = detail.args[0] if isinstance(detail, KeyError) and detail.args else detail
-        print(f"error: unknown config field {detail}", file=sys.stderr)
-    sys.exit(2)
-
-
 def run() -> None:
     """Console-script entry point (`attnlab train ...`)."""
-    app.run(main, flags_parser=_parse_flags)
+    sys.exit(main())
 
 
 if __name__ == "__main__":

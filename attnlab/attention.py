@@ -1,4 +1,4 @@
-"""Masked softmax and the weighted sum that turns alignment scores into a context vector.
+"""Masked softmax, the attention-kind interface, and global ("soft") attention.
 
 Written per example (`scores: [S]`, `values: [S, d]`); batch with `jax.vmap`. Padding gets a
 weight of exactly 0, and a source with no valid position (an empty sequence) gives all-zero
@@ -11,6 +11,9 @@ position is valid. NaN scores are not masked: they propagate, so a numerical fau
 """
 
 from __future__ import annotations
+
+import dataclasses
+from typing import ClassVar
 
 import jax.numpy as jnp
 
@@ -35,19 +38,79 @@ def masked_softmax(scores: jnp.ndarray, mask: jnp.ndarray) -> jnp.ndarray:
     return exp / jnp.where(total > 0, total, 1.0)
 
 
-def attend(
-    scores: jnp.ndarray, mask: jnp.ndarray, values: jnp.ndarray
-) -> tuple[jnp.ndarray, jnp.ndarray]:
-    """Context `c = sum_i alpha_i v_i` with `alpha = masked_softmax(scores, mask)`.
+@dataclasses.dataclass(frozen=True)
+class AttentionKind:
+    """How a decoder step turns its query into attention weights and a context: one of the
+    kinds of `attnlab.kinds.KINDS` (global `soft`, `local_m`, `local_p`, `hard`).
 
-    Args:
-      scores: `[S]` alignment scores `e`.
-      mask: `[S]` bool, True at real (non-padding) source positions.
-      values: `[S, d]` the encoder states `H`.
+    An instance is a frozen, typed set of the kind's options; `DecoderCell` holds it as its
+    `attention` field and calls it with itself as `cell`, so the kind's parameters live in the
+    decoder's parameter tree (`cell.param`, or a submodule assigned in `setup`). The one
+    signature:
 
-    Returns:
-      `(context [d], weights [S])`; the context has the dtype of `values`.
+    - `setup(cell)`: creates the kind's parameters on the decoder cell (inside its `setup`);
+    - `attend(cell, query [d_q], t [] int32, enc, uniform) -> (alpha [S], contexts, policy)`:
+      the weights, the context projected by each array of `enc.context_proj` (`alpha (H W)`),
+      and a dict of the step's policy terms (empty except for hard attention); `t` is the
+      target step, `uniform: [S]` the sampling noise of a stochastic kind (None: deterministic).
+
+    Each kind declares its constraints here, read by config validation, sweeps and benchmarks:
+    `orders` (the decoder orders it works in), `needs_score` (a score other than `none`),
+    `content_based` (a score that compares the query with the keys), `counts_steps` (it
+    needs `t`). `from_config(model_cfg)` builds it from `config.model`, reading the fields of
+    `config.model.attention` named like its own dataclass fields (each field written once).
     """
-    weights = masked_softmax(scores, mask)
-    context = weights.astype(values.dtype) @ values
-    return context, weights
+
+    name: ClassVar[str] = ""
+    orders: ClassVar[tuple[str, ...]] = ("bahdanau", "luong")
+    needs_score: ClassVar[bool] = False
+    content_based: ClassVar[bool] = False
+    counts_steps: ClassVar[bool] = False
+    stochastic: ClassVar[bool] = False
+
+    @classmethod
+    def from_config(cls, model_cfg) -> AttentionKind:
+        section = model_cfg.attention
+        return cls(**{f.name: section[f.name] for f in dataclasses.fields(cls)})
+
+    @classmethod
+    def constraint_errors(cls, order: str, score: str, content_based: bool) -> list[str]:
+        """Why this kind cannot run with decoder `order` and score `score` (`content_based`:
+        whether that score compares the query with the keys), as messages."""
+        errors = []
+        if order not in cls.orders:
+            errors.append(f"needs model.decoder in {', '.join(cls.orders)} (got {order!r})")
+        if cls.needs_score and score == "none":
+            errors.append("needs a score other than 'none'")
+        if cls.content_based and not content_based:
+            errors.append(f"needs a content-based score (got {score!r})")
+        return errors
+
+    def option_errors(self) -> list[tuple[str, str]]:
+        """What is wrong with the option values, as `(field, reason)` pairs."""
+        return []
+
+    def noise_width(self, src_len: int) -> int:
+        """Uniform numbers a stochastic kind draws per step (0: deterministic)."""
+        return 0
+
+    def setup(self, cell) -> None:
+        """Creates the kind's parameters on `cell` (none by default)."""
+
+    def attend(self, cell, query, t, enc, uniform):
+        raise NotImplementedError
+
+
+@dataclasses.dataclass(frozen=True)
+class Soft(AttentionKind):
+    """Global attention over every source position (Bahdanau et al. 2015 Eq. 6; Luong et al.
+    2015 Eq. 7): `alpha = softmax(score(q, H))`, `c = alpha H`. With the `none` score, no
+    attention: the context is the encoder's final state and the weights are all zero."""
+
+    name: ClassVar[str] = "soft"
+
+    def attend(self, cell, query, t, enc, uniform):
+        if cell.scorer is None:
+            return jnp.zeros(enc.mask.shape, jnp.float32), tuple(p[0] for p in enc.context_proj), {}
+        alpha = masked_softmax(cell.scorer(query, enc.prepared), enc.mask)
+        return alpha, tuple(alpha.astype(p.dtype) @ p for p in enc.context_proj), {}

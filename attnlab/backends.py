@@ -16,7 +16,7 @@ from __future__ import annotations
 import concurrent.futures
 from collections.abc import Callable, Iterable, Iterator
 
-from attnlab.config import ConfigError
+from attnlab.config_lib import ConfigError
 
 BACKENDS = ("local", "ray")
 

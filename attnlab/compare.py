@@ -4,7 +4,8 @@
 `config.json` and `summary.json`), groups them by every config field that differs between runs
 except `seed` (the variants), and writes to `<first DIR>/report/`:
 - `table.md` / `table.csv`: per variant, the number of seeds and mean ± half-width of the 95%
-  Student-t confidence interval of each metric; the best variant (by `--metric`) is marked, and
+  Student-t confidence interval of each metric its family reports (`Family.report_metrics`);
+  the best variant (by `--metric`, in that metric's direction) is marked, and
   every other variant gets the p-value of a paired t-test against it over the seeds both share;
 - `curves_<metric>.png`: learning curves, mean over seeds with a band of ± one standard error;
 - `accuracy_by_length.png`: greedy accuracy against source length, including the lengths of the
@@ -25,33 +26,9 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-from attnlab import plots
-from attnlab.config import flatten
+from attnlab import families, plots
+from attnlab.config_lib import ConfigError, flatten
 from attnlab.writers import read_jsonl
-
-DEFAULT_METRICS = (
-    "eval/seq_accuracy",
-    "eval/token_accuracy",
-    "eval/align_accuracy",
-    "eval_long/seq_accuracy",
-    "test/seq_accuracy",
-    "eval/loss",
-    # real data sets: shown where the runs have them
-    "eval/wer",
-    "eval/per",
-    "test/wer",
-    "test/per",
-    "eval/bleu",
-    "eval/chrf",
-    "test/bleu",
-    "test/chrf",
-    # classification (the recurrent attention model, attnlab.ram)
-    "eval/error",
-    "eval/accuracy",
-    "test/error",
-    "test/accuracy",
-)
-LOWER_IS_BETTER = ("loss", "perplexity", "aer", "cog_offset", "per", "wer", "error")
 
 
 @dataclass
@@ -122,8 +99,11 @@ def group_variants(runs: list[RunRecord]) -> tuple[list[str], list[Variant]]:
     return keys, [Variant(label, rs) for label, rs in groups.items()]
 
 
-def comparison_table(variants: list[Variant], metrics, best_metric: str) -> list[dict]:
-    """One row per variant: n, mean/ci per metric, best flag and paired p-value vs the best."""
+def comparison_table(
+    variants: list[Variant], metrics, best_metric: str, higher_is_better: bool = True
+) -> list[dict]:
+    """One row per variant: n, mean/ci per metric, best flag and paired p-value vs the best
+    (by `best_metric`, higher or lower being better)."""
 
     def by_seed(v, m):
         return {r.config.get("seed"): r.summary[m] for r in v.runs if r.summary.get(m) is not None}
@@ -134,7 +114,7 @@ def comparison_table(variants: list[Variant], metrics, best_metric: str) -> list
         for m in metrics:
             row[m] = mean_ci([r.summary.get(m) for r in v.runs])
         rows.append(row)
-    sign = -1.0 if best_metric.rsplit("/", 1)[-1] in LOWER_IS_BETTER else 1.0
+    sign = 1.0 if higher_is_better else -1.0
     scored = [
         (sign * r[best_metric][0], i)
         for i, r in enumerate(rows)
@@ -268,23 +248,59 @@ def attention_grid(variants: list[Variant], path: str, example: int = 0) -> bool
     return True
 
 
+def run_families(runs: list[RunRecord]) -> list[families.Family]:
+    """The families of `runs`, in order of first appearance."""
+    names = dict.fromkeys(families.name_of(r.config) for r in runs)
+    return [families.get(n) for n in names]
+
+
+def report_metrics(runs: list[RunRecord]) -> list[str]:
+    """The metrics the runs' families report that at least one run has, in the families'
+    order."""
+    names = [m for f in run_families(runs) for m in f.report_metrics]
+    return [m for m in dict.fromkeys(names) if any(m in r.summary for r in runs)]
+
+
+def check_metric(runs: list[RunRecord], metric: str) -> None:
+    """`ConfigError` naming the metrics the runs have when none of them logged `metric`."""
+    if any(r.summary.get(metric) is not None for r in runs):
+        return
+    known = sorted({k for r in runs for k, v in r.summary.items() if "/" in k and _is_number(v)})
+    raise ConfigError(
+        f"--metric={metric} is not a metric of these runs; they have: {', '.join(known)}"
+    )
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
 def compare(
     directories,
     out_dir: str | None = None,
-    metrics=DEFAULT_METRICS,
-    best_metric: str = "eval/seq_accuracy",
+    metrics=None,
+    best_metric: str | None = None,
 ) -> str:
-    """Writes the report for the runs under `directories`; returns the Markdown table."""
+    """Writes the report for the runs under `directories`; returns the Markdown table.
+
+    `metrics`: the table's columns (default: what the runs' families report); `best_metric`:
+    the metric that ranks variants (default: the first run's `train.best_metric`), in its
+    family's direction."""
     runs = find_runs(directories)
     if not runs:
         raise FileNotFoundError(
             f"no completed runs (config.json + summary.json) under {directories}"
         )
+    best_metric = best_metric or runs[0].config.get("train.best_metric", "eval/seq_accuracy")
+    check_metric(runs, best_metric)
+    higher = run_families(runs)[0].higher_is_better(best_metric)
     out_dir = out_dir or os.path.join(directories[0], "report")
     os.makedirs(out_dir, exist_ok=True)
     keys, variants = group_variants(runs)
+    if metrics is None:
+        metrics = report_metrics(runs)
     metrics = [m for m in metrics if any(m in r.summary for r in runs)]
-    rows = comparison_table(variants, metrics, best_metric)
+    rows = comparison_table(variants, metrics, best_metric, higher)
     table = to_markdown(rows, metrics, best_metric)
     _write(os.path.join(out_dir, "table.md"), table)
     _write(os.path.join(out_dir, "table.csv"), to_csv(rows, metrics))

@@ -1,27 +1,36 @@
-"""The one base config: every field attnlab reads, its default, and why.
+"""The seq2seq family's base config: every field attnlab reads, its default, and why.
 
 `configs/<experiment>.py` files call `default_config()` and override only what differs. Every
 field can be overridden on the command line (`--config.model.score=general`). `validate()` runs
-before any work and reports every bad field at once, naming the value and what is allowed.
+before any work and reports every bad field at once, naming the value and what is allowed. The
+top-level, `optim` and `train` fields are every family's (`attnlab.config_lib`); the choices
+and constraints of scores and attention kinds are declared by those components themselves
+(`attnlab.scores`, `attnlab.kinds`), not listed here.
 """
 
 from __future__ import annotations
 
-import importlib.util
-import os
-
 import ml_collections
 
+from attnlab.config_lib import (
+    add_run_fields,
+    optim_section,
+    raise_if,
+    require,
+    require_choice,
+    require_full_batch,
+    require_positive,
+    train_section,
+    validate_optim_train,
+    validate_run_fields,
+)
 from attnlab.data.synthetic import TASKS
-from attnlab.decoders import ATTENTION_KINDS, FLOWS, INIT_STATES
-from attnlab.hard import POLICIES as HARD_POLICIES
+from attnlab.decoders import FLOWS, INIT_STATES
+from attnlab.kinds import KINDS, kind_errors
 from attnlab.rnn import CELLS
-from attnlab.scores import SCORE_NAMES
+from attnlab.scores import NO_ATTENTION, SCORES, is_content_based, needs_equal_sizes, option_errors
 
-OPTIMIZERS = ("adam", "adamw", "sgd")
-SCHEDULES = ("constant", "cosine")
-SEED_BATCHES = ("shared", "independent")
-SAME_SIZE_SCORES = ("dot", "scaled_dot", "concat_shared")
+FAMILY = "seq2seq"
 REAL_DATA = ("g2p", "dates")
 REWARDS = ("step_loss", "sequence_accuracy")
 BASELINES = ("moving_average", "learned", "none")
@@ -30,16 +39,10 @@ TOKENIZERS = ("char", "sentencepiece")
 SUBWORD_MODELS = ("unigram", "bpe")
 
 
-class ConfigError(ValueError):
-    """A config value is invalid; the message names each field, its value and what is allowed."""
-
-
 def default_config() -> ml_collections.ConfigDict:
     """Every field with its default; a trained `reverse` model in a few minutes on a CPU."""
     c = ml_collections.ConfigDict()
-    c.seed = 0  # parameter init and batch order; the data itself comes from data.seed
-    c.num_seeds = 1  # K > 1: seeds seed..seed+K-1 trained together in one vmapped program
-    c.seed_batches = "shared"  # shared: every seed sees the same batches | independent
+    add_run_fields(c, FAMILY)
 
     c.data = d = ml_collections.ConfigDict()
     # copy | reverse | sort: synthetic tasks with gold alignments; g2p (CMUdict), dates (CLDR),
@@ -96,6 +99,7 @@ def default_config() -> ml_collections.ConfigDict:
     # §3.2, Luong order and content-based scores only; scores cost O(window), not O(S)
     a.kind = "soft"
     a.window = 8  # local attention: half-width D (Gaussian sigma = D / 2)
+    a.local_m_gaussian = False  # local_m: also multiply by the Gaussian (the paper: Eq. 7 alone)
     # hard: one source position per step, sampled in training, argmax / mean at evaluation
     a.hard_policy = "categorical"  # categorical: from softmax(scores) | gaussian: a location
     a.hard_std = 1.0  # gaussian policy: sigma in source positions (the start value if learned)
@@ -113,25 +117,8 @@ def default_config() -> ml_collections.ConfigDict:
     ev.beam_size = 1  # final evaluation: 1 = greedy, > 1 = beam search (periodic evals: greedy)
     ev.length_penalty = 0.6  # beam search: alpha of ((5 + |Y|) / 6) ** alpha (Wu et al. 2016)
 
-    c.optim = o = ml_collections.ConfigDict()
-    o.optimizer = "adam"  # adam | adamw | sgd
-    o.learning_rate = 3e-3  # peak learning rate; Adam at 3e-3 trains these small RNNs fast
-    o.schedule = "constant"  # constant | cosine (decays to 0 at train.num_steps)
-    o.warmup_steps = 100  # linear warm-up from 0 to the peak
-    o.grad_clip_norm = 1.0  # clip by global norm (0 = off): RNN gradients spike late otherwise
-    o.weight_decay = 0.0  # adamw only
-    o.momentum = 0.9  # sgd only
-
-    c.train = t = ml_collections.ConfigDict()
-    t.num_steps = 4000  # optimisation steps
-    t.log_every = 100  # train metrics to metrics.jsonl (the only host syncs in the loop)
-    t.eval_every = 1000  # validation + longer split (a multiple of log_every)
-    t.ckpt_every = 1000  # orbax checkpoint; a re-run resumes from the latest one
-    t.max_to_keep = 2  # the last checkpoints kept (resume uses the latest)
-    t.keep_best = 0  # also keep this many best checkpoints by best_metric (at eval steps)
-    t.best_metric = "eval/seq_accuracy"  # loss, perplexity, aer, cog_offset, per, wer: lower wins
-    t.num_heatmaps = 4  # validation examples drawn to attention/*.png at the end
-    t.tensorboard = True  # also write TensorBoard events (scalars + hparams) to workdir/tb
+    c.optim = optim_section()
+    c.train = train_section(best_metric="eval/seq_accuracy")
     return c
 
 
@@ -153,41 +140,6 @@ def quick(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     # float rounding (0.75 vs 0.99 from two numerically equivalent programs).
     config.optim.schedule = "cosine"
     return config
-
-
-def require(errors: list[str], ok: bool, field: str, value, allowed: str) -> None:
-    """Appends `config.<field>=<value> is invalid: <allowed>` to `errors` unless `ok` (every
-    family's `validate` collects all errors this way, then raises once)."""
-    if not ok:
-        errors.append(f"config.{field}={value!r} is invalid: {allowed}")
-
-
-def require_positive(errors, cfg, prefix, names):
-    """Each field of `cfg` in `names` must be an int > 0."""
-    for name in names:
-        value = cfg[name]
-        require(
-            errors, isinstance(value, int) and value > 0, f"{prefix}{name}", value, "must be > 0"
-        )
-
-
-def require_full_batch(errors, d):
-    """The training set must fill one batch (training uses full batches only)."""
-    require(
-        errors,
-        d.num_train >= d.batch_size,
-        "data.num_train",
-        d.num_train,
-        f"must be >= data.batch_size ({d.batch_size})",
-    )
-
-
-def require_choice(errors, cfg, prefix, name, choices):
-    """Field `name` of `cfg` must be one of `choices`."""
-    value = cfg[name]
-    require(
-        errors, value in choices, f"{prefix}{name}", value, f"must be one of {', '.join(choices)}"
-    )
 
 
 def _validate_data(errors, d):
@@ -251,52 +203,30 @@ def _validate_model(errors, m):
     require_choice(errors, m.encoder, "model.encoder.", "cell", CELLS)
     require_choice(errors, m, "model.", "decoder_cell", CELLS)
     require_choice(errors, m, "model.", "decoder", FLOWS)
-    require_choice(errors, m, "model.", "score", SCORE_NAMES)
+    score_names = (*SCORES, NO_ATTENTION)  # read now: a score registered at run time counts
+    require_choice(errors, m, "model.", "score", score_names)
     require_choice(errors, m, "model.", "init_state", INIT_STATES)
-    require_choice(errors, m.attention, "model.attention.", "kind", ATTENTION_KINDS)
+    require_choice(errors, m.attention, "model.attention.", "kind", tuple(KINDS))
     if m.encoder.self_attention:
-        require_choice(
-            errors, m.encoder, "model.encoder.", "self_attention", tuple(SCORE_NAMES[:-1])
-        )
-    require_positive(errors, m.attention, "model.attention.", ["window"])
-    require_choice(errors, m.attention, "model.attention.", "hard_policy", HARD_POLICIES)
-    require(
-        errors,
-        m.attention.hard_std > 0,
-        "model.attention.hard_std",
-        m.attention.hard_std,
-        "must be > 0",
-    )
+        require_choice(errors, m.encoder, "model.encoder.", "self_attention", tuple(SCORES))
     _validate_reinforce(errors, m.reinforce)
-    if m.attention.kind == "hard":
-        require(
-            errors,
-            m.score != "none",
-            "model.attention.kind",
-            "hard",
-            "needs a score to sample from (model.score is 'none')",
-        )
-    elif m.attention.kind != "soft":
-        require(
-            errors,
-            m.decoder == "luong" and m.score not in ("location", "none"),
-            "model.attention.kind",
-            m.attention.kind,
-            f"local attention needs model.decoder=luong and a content-based score (got "
-            f"decoder={m.decoder!r}, score={m.score!r})",
-        )
     key_dim = m.encoder.hidden_dim * (2 if m.encoder.bidirectional else 1)
-    if m.score in SAME_SIZE_SCORES:
-        require(
-            errors,
-            m.decoder_hidden_dim == key_dim,
-            "model.score",
-            m.score,
-            f"needs query size = key size, but model.decoder_hidden_dim={m.decoder_hidden_dim}"
-            f" and the encoder states have size {key_dim} (model.encoder.hidden_dim="
-            f"{m.encoder.hidden_dim}, bidirectional={m.encoder.bidirectional}); use "
-            "general/additive/concat or match the sizes",
-        )
+    if m.score in score_names:
+        for message in option_errors(m.score, dict(m.attention)):
+            errors.append(f"config.model.score={m.score!r} is invalid: {message}")
+        if needs_equal_sizes(m.score):
+            require(
+                errors,
+                m.decoder_hidden_dim == key_dim,
+                "model.score",
+                m.score,
+                f"needs query size = key size, but model.decoder_hidden_dim="
+                f"{m.decoder_hidden_dim} and the encoder states have size {key_dim} "
+                f"(model.encoder.hidden_dim={m.encoder.hidden_dim}, bidirectional="
+                f"{m.encoder.bidirectional}); use general/additive/concat or match the sizes",
+            )
+        if m.attention.kind in KINDS:
+            errors += kind_errors(m, is_content_based(m.score))
     if m.init_state == "final":
         require(
             errors,
@@ -305,14 +235,6 @@ def _validate_model(errors, m):
             m.init_state,
             f"needs model.decoder_hidden_dim ({m.decoder_hidden_dim}) = encoder state size "
             f"({key_dim}); use tanh_proj",
-        )
-    if m.attention.normalize:
-        require(
-            errors,
-            not m.attention.zero_v,
-            "model.attention.normalize",
-            True,
-            "divides by ||v||, so it needs model.attention.zero_v=False",
         )
 
 
@@ -330,61 +252,11 @@ def _validate_reinforce(errors, r):
         require(errors, r[name] >= 0, f"model.reinforce.{name}", r[name], "must be >= 0")
 
 
-def validate_optim_train(errors, o, t):
-    """The `optim` and `train` sections (shared by every model family)."""
-    require(errors, t.keep_best >= 0, "train.keep_best", t.keep_best, "must be >= 0 (0 = off)")
-    require(
-        errors,
-        "/" in t.best_metric,
-        "train.best_metric",
-        t.best_metric,
-        "must name an evaluated metric, e.g. eval/seq_accuracy or eval/loss",
-    )
-    require_choice(errors, o, "optim.", "optimizer", OPTIMIZERS)
-    require_choice(errors, o, "optim.", "schedule", SCHEDULES)
-    require(errors, o.learning_rate > 0, "optim.learning_rate", o.learning_rate, "must be > 0")
-    require(errors, o.warmup_steps >= 0, "optim.warmup_steps", o.warmup_steps, "must be >= 0")
-    require(
-        errors,
-        o.grad_clip_norm >= 0,
-        "optim.grad_clip_norm",
-        o.grad_clip_norm,
-        "must be >= 0 (0 = off)",
-    )
-    require(errors, o.weight_decay >= 0, "optim.weight_decay", o.weight_decay, "must be >= 0")
-    require_positive(
-        errors, t, "train.", ["num_steps", "log_every", "eval_every", "ckpt_every", "max_to_keep"]
-    )
-    require(errors, t.num_heatmaps >= 0, "train.num_heatmaps", t.num_heatmaps, "must be >= 0")
-    if t.log_every > 0 and t.eval_every > 0:
-        require(
-            errors,
-            t.eval_every % t.log_every == 0,
-            "train.eval_every",
-            t.eval_every,
-            f"must be a multiple of train.log_every ({t.log_every})",
-        )
-
-
 def validate(config: ml_collections.ConfigDict) -> None:
-    """Raises `ConfigError` listing every invalid field, its value and what is allowed.
-
-    A config of another model family (`family = "ram"`: the recurrent attention model) is
-    checked by that family's own `validate`."""
-    if config.get("family") == "ram":
-        from attnlab.ram.config import validate as validate_ram
-
-        return validate_ram(config)
+    """Raises `ConfigError` listing every invalid field, its value and what is allowed."""
     errors: list[str] = []
-    require(
-        errors,
-        isinstance(config.seed, int) and config.seed >= 0,
-        "seed",
-        config.seed,
-        "must be an int >= 0",
-    )
-    require(errors, config.num_seeds >= 1, "num_seeds", config.num_seeds, "must be >= 1")
-    require_choice(errors, config, "", "seed_batches", SEED_BATCHES)
+    require(errors, config.family == FAMILY, "family", config.family, f"must be {FAMILY!r}")
+    validate_run_fields(errors, config)
     _validate_data(errors, config.data)
     _validate_model(errors, config.model)
     validate_optim_train(errors, config.optim, config.train)
@@ -396,53 +268,4 @@ def validate(config: ml_collections.ConfigDict) -> None:
         config.eval.length_penalty,
         "must be >= 0 (0: no length normalisation)",
     )
-    if errors:
-        raise ConfigError("invalid config:\n  " + "\n  ".join(errors))
-
-
-def load_config(spec: str) -> ml_collections.ConfigDict:
-    """Loads `path/to/config.py[:arg]` the way `--config=` does: `get_config(arg)` of the file.
-
-    Only the named file is executed. Raises `ConfigError` when the file is missing or has no
-    `get_config`.
-    """
-    path, _, arg = spec.partition(":")
-    module = load_config_module(path)
-    if not hasattr(module, "get_config"):
-        raise ConfigError(f"config file '{path}' defines no get_config()")
-    return module.get_config(arg) if arg else module.get_config()
-
-
-def load_config_module(path: str):
-    """Executes the config file at `path` (and nothing else) and returns it as a module."""
-    if not os.path.isfile(path):
-        raise ConfigError(f"config file '{path}' not found")
-    module_spec = importlib.util.spec_from_file_location("_attnlab_config", path)
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
-    return module
-
-
-def flatten(tree: dict, prefix: str = "") -> dict:
-    """Nested dict -> dotted keys: `{"model": {"score": "dot"}}` -> `{"model.score": "dot"}`."""
-    out = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            out.update(flatten(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
-def apply_overrides(
-    config: ml_collections.ConfigDict, overrides: dict
-) -> ml_collections.ConfigDict:
-    """Sets dotted fields (`{"model.score": "dot"}`) as `--config.model.score=dot` would; an
-    unknown field raises (the config is locked)."""
-    for key, value in overrides.items():
-        section, _, name = key.rpartition(".")
-        target = config
-        for part in section.split(".") if section else []:
-            target = target[part]
-        target[name] = value
-    return config
+    raise_if(errors)

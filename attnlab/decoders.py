@@ -1,11 +1,11 @@
-"""Attention decoders as one-step cells, in the two orders the papers use (DESIGN.md §3).
+"""Attention decoders as one-step cells, in the two orders the papers use.
 
 Per example. The encoder output reaches every step as an `Encoded` value holding the keys
 prepared **once per sequence** by the score (`score.prepare(H)`), so no key projection is
 recomputed inside the scan.
 
-**Bahdanau order** (Bahdanau et al. 2015, Eqs. 4-6 and App. A.2.2; the seed's first flow chart):
-attend with the *previous* state, then step the RNN::
+**Bahdanau order** (Bahdanau et al. 2015, Eqs. 4-6 and App. A.2.2): attend with the *previous*
+state, then step the RNN::
 
     e_t = score(s_{t-1}, H);  alpha_t = softmax(e_t);  c_t = sum_i alpha_ti h_i
     s_t = RNN(s_{t-1}, [emb(y_{t-1}); c_t])
@@ -19,8 +19,10 @@ with the *new* state::
     h~_t = tanh(W_c [c_t; s_t])                         (Eq. 5; no bias, as in the paper)
     logits_t = W_s h~_t + b_s                           (Eq. 6)
 
-With the `none` score there is no attention: `c_t` is the encoder's final state at every step
-(Cho et al. 2014's RNNencdec) and the returned weights are all zero.
+How `alpha_t` and `c_t` are formed is the decoder's `attention` kind (`attnlab.kinds`): global
+(`soft`), local (`local_m`, `local_p`) or `hard`; the score function is its own module
+(`attnlab.scores`). With the `none` score there is no attention: `c_t` is the encoder's final
+state at every step (Cho et al. 2014's RNNencdec) and the returned weights are all zero.
 
 Initial state: `tanh(W_init f + b)` of the encoder's final state `f` (Bahdanau et al. 2015,
 App. A.2.2, which uses the backward state; here `f` holds both directions), the final state
@@ -32,17 +34,14 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
 
-from attnlab import hard, local, rnn
-from attnlab.attention import masked_softmax
-from attnlab.scores import build_score
+from attnlab import rnn
+from attnlab.attention import AttentionKind, Soft
+from attnlab.scores import Score
 
 FLOWS = ("bahdanau", "luong")
 INIT_STATES = ("tanh_proj", "final", "zeros")
-# soft: global attention | local_m, local_p: a window (local.py) | hard: one sampled position
-ATTENTION_KINDS = ("soft", *local.KINDS, "hard")
 
 
 class Encoded(NamedTuple):
@@ -87,28 +86,27 @@ class DecoderCell(nn.Module):
     hidden_dim: int
     key_dim: int
     cell: str = "gru"
-    score: str = "additive"
-    score_options: tuple = ()  # (name, value) pairs handed to `build_score`
+    scorer: Score | None = None  # the score function module (None: the `none` baseline)
     deep_output: bool = True
     input_feeding: bool = True
     attentional_tanh: bool = True
     init_state: str = "tanh_proj"
-    attention_kind: str = "soft"  # soft | local_m | local_p (Luong order; local.py) | hard
-    window: int = 8  # local attention: half-width D of the window
-    hard_policy: str = "categorical"  # hard attention: categorical | gaussian (hard.py)
-    hard_std: float = 1.0  # gaussian policy: sigma in source positions (its start if learned)
-    hard_learned_std: bool = False  # gaussian policy: learn log sigma
-    learned_baseline: bool = False  # hard attention: a REINFORCE baseline b(s) = w^T s + c
+    attention: AttentionKind = Soft()  # how weights and context are formed (attnlab.kinds)
 
     def setup(self):
         if self.flow not in FLOWS:
             raise ValueError(f"unknown decoder '{self.flow}'; valid decoders: {', '.join(FLOWS)}")
         if self.init_state not in INIT_STATES:
             raise ValueError(f"unknown init_state '{self.init_state}'; valid: {INIT_STATES}")
+        score = "none" if self.scorer is None else type(self.scorer).__name__
+        content_based = self.scorer is not None and self.scorer.content_based
+        errors = self.attention.constraint_errors(self.flow, score, content_based)
+        errors += [
+            f"{f}={getattr(self.attention, f)!r}: {r}" for f, r in self.attention.option_errors()
+        ]
+        if errors:
+            raise ValueError(f"attention kind '{self.attention.name}': " + "; ".join(errors))
         self.embed = nn.Embed(self.vocab_size, self.embed_dim, name="embed")
-        self.scorer = build_score(
-            self.score, self.hidden_dim, self.key_dim, **dict(self.score_options)
-        )
         if self.flow == "bahdanau":
             rnn_in = self.embed_dim + self.key_dim  # [emb(y_{t-1}); c_t]
         else:
@@ -116,49 +114,10 @@ class DecoderCell(nn.Module):
             shape = (self.key_dim + self.hidden_dim, self.hidden_dim)  # rows: [c_t; s_t]
             self.W_c = self.param("W_c", nn.initializers.lecun_normal(), shape)
         self.rnn = rnn.cell_params(self, "rnn_", self.cell, rnn_in, self.hidden_dim)
-        if self.attention_kind not in ATTENTION_KINDS:
-            raise ValueError(
-                f"unknown attention kind '{self.attention_kind}'; valid: "
-                f"{', '.join(ATTENTION_KINDS)}"
-            )
-        if self.is_local and (self.flow != "luong" or self.score in ("location", "none")):
-            raise ValueError(
-                f"attention kind '{self.attention_kind}' needs the Luong order and a content-"
-                f"based score, got decoder '{self.flow}' with score '{self.score}'"
-            )
-        if self.is_hard:
-            self._setup_hard()
-        if self.attention_kind == "local_p" or self.is_gaussian:
-            # p_t = L sigmoid(v_p^T tanh(W_p s_t)), Luong et al. 2015 Eq. 9
-            self.W_p = nn.Dense(self.hidden_dim, use_bias=False, name="W_p")
-            self.v_p = self.param("v_p", nn.initializers.normal(0.1), (self.hidden_dim,))
+        self.attention.setup(self)
         if self.init_state == "tanh_proj":
             self.init_proj = nn.Dense(self.hidden_dim, name="init")
         self.out = nn.Dense(self.vocab_size, name="out")
-
-    def _setup_hard(self):
-        if self.score == "none" or self.hard_policy not in hard.POLICIES:
-            raise ValueError(
-                f"hard attention needs a score other than 'none' (got '{self.score}') and a "
-                f"policy in {', '.join(hard.POLICIES)} (got '{self.hard_policy}')"
-            )
-        if self.hard_learned_std:
-            start = nn.initializers.constant(jnp.log(self.hard_std))
-            self.log_std = self.param("log_std", start, ())
-        if self.learned_baseline:
-            self.baseline_head = nn.Dense(1, name="baseline")
-
-    @property
-    def is_local(self) -> bool:
-        return self.attention_kind in local.KINDS
-
-    @property
-    def is_hard(self) -> bool:
-        return self.attention_kind == "hard"
-
-    @property
-    def is_gaussian(self) -> bool:
-        return self.is_hard and self.hard_policy == "gaussian"
 
     @property
     def uses_feed(self) -> bool:
@@ -192,8 +151,8 @@ class DecoderCell(nn.Module):
             h0 = jnp.zeros((self.hidden_dim,), enc.keys.dtype)
         feed = jnp.zeros((self.hidden_dim if self.uses_feed else 0,), h0.dtype)
         carry = {"rnn": rnn.initial_carry(self.cell, h0), "feed": feed}
-        if self.is_local:
-            carry["t"] = jnp.zeros((), jnp.int32)  # the target step: local_m's p_t
+        if self.attention.counts_steps:
+            carry["t"] = jnp.zeros((), jnp.int32)  # the target step (local_m's p_t = t)
         return carry
 
     def embed_tokens(self, tokens):
@@ -206,37 +165,6 @@ class DecoderCell(nn.Module):
         proj = emb @ self.rnn["W_i"][: self.embed_dim] + self.rnn["b_i"]
         return emb, rnn.split_gates(self.cell, proj)
 
-    def _weights_and_projected_context(self, query, enc: Encoded):
-        """`alpha [S]` and `c_t W = alpha (H W)` per array (the summary's projection for `none`)."""
-        if self.scorer is None:
-            return jnp.zeros(enc.mask.shape, jnp.float32), tuple(p[0] for p in enc.context_proj)
-        alpha = masked_softmax(self.scorer(query, enc.prepared), enc.mask)
-        return alpha, tuple(alpha.astype(p.dtype) @ p for p in enc.context_proj)
-
-    def _hard_weights_and_context(self, query, enc: Encoded, uniform):
-        """One position chosen by the hard policy (`hard.py`): `alpha [S]` one-hot, the chosen
-        row of each projected-value array, and the step's policy terms."""
-        if self.is_gaussian:
-            mean = self._predicted_position(query, enc)
-            log_std = self.log_std if self.hard_learned_std else jnp.log(self.hard_std)
-            index, log_prob, entropy = hard.sample_gaussian(mean, log_std, enc.length, uniform)
-        else:
-            scores = self.scorer(query, enc.prepared)
-            index, log_prob, entropy = hard.sample_categorical(scores, enc.mask, uniform)
-        alpha, contexts = hard.one_hot_context(index, enc.mask, enc.context_proj)
-        policy = {"log_prob": log_prob, "entropy": entropy}
-        if self.learned_baseline:  # sees the policy's input, trains only itself
-            policy["baseline"] = self.baseline_head(jax.lax.stop_gradient(query))[0]
-        return alpha, contexts, policy
-
-    def _attend(self, query, t, enc: Encoded, uniform):
-        """`(alpha [S], projected contexts, policy)` for the decoder's attention kind."""
-        if self.is_hard:
-            return self._hard_weights_and_context(query, enc, uniform)
-        if self.is_local:
-            return (*self._local_weights_and_context(query, t, enc), {})
-        return (*self._weights_and_projected_context(query, enc), {})
-
     def step(self, carry: dict, emb_proj: jnp.ndarray, enc: Encoded, uniform=None):
         """The recurrent part of one step; `emb_proj: G x [H]` from `embed_tokens`.
 
@@ -247,7 +175,8 @@ class DecoderCell(nn.Module):
         gate_params = rnn.gates(self.cell, self.rnn)
         if self.flow == "bahdanau":  # attend with s_{t-1}, then the RNN on [emb; c_t]
             s_prev = rnn.carry_output(self.cell, carry["rnn"])
-            alpha, context_in, policy = self._attend(s_prev, None, enc, uniform)
+            step = carry.get("t")
+            alpha, context_in, policy = self.attention.attend(self, s_prev, step, enc, uniform)
             x_proj = tuple(e + c for e, c in zip(emb_proj, context_in, strict=True))
             rnn_carry = rnn.cell_step(self.cell, gate_params, carry["rnn"], x_proj)
             return {"rnn": rnn_carry, "feed": carry["feed"]}, (
@@ -262,29 +191,15 @@ class DecoderCell(nn.Module):
         rnn_carry = rnn.cell_step(self.cell, gate_params, carry["rnn"], x_proj)
         s = rnn.carry_output(self.cell, rnn_carry)
         # ... then attend (globally, in a window, or at one sampled position)
-        alpha, (context_c,), policy = self._attend(s, carry.get("t"), enc, uniform)
+        alpha, (context_c,), policy = self.attention.attend(self, s, carry.get("t"), enc, uniform)
         h_tilde = context_c + s @ self.W_c[self.key_dim :]  # W_c [c_t; s_t]
         if self.attentional_tanh:
             h_tilde = jnp.tanh(h_tilde)
         feed = h_tilde if self.uses_feed else carry["feed"]
         new_carry = {"rnn": rnn_carry, "feed": feed}
-        if self.is_local:
+        if self.attention.counts_steps:
             new_carry["t"] = carry["t"] + 1
         return new_carry, (h_tilde, alpha, policy)
-
-    def _predicted_position(self, query, enc: Encoded):
-        """`p = L sigmoid(v_p^T tanh(W_p query))` in `[0, L]` (Luong et al. 2015, Eq. 9)."""
-        return enc.length * jax.nn.sigmoid(jnp.tanh(self.W_p(query)) @ self.v_p)
-
-    def _local_weights_and_context(self, s, t, enc: Encoded):
-        """Luong et al. 2015's local attention around `p_t` (`local.py`)."""
-        if self.attention_kind == "local_m":
-            position = t.astype(jnp.float32)
-        else:
-            position = self._predicted_position(s, enc)
-        return local.local_attention(
-            self.scorer, s, enc.prepared, enc.mask, enc.context_proj, position, self.window
-        )
 
     def readout(self, output, alpha, emb, enc: Encoded):
         """Logits from step outputs; works on one step (`[H]`, `[S]`, `[E]`) or all (`[T, ...]`).

@@ -12,11 +12,13 @@ and places only the rows of its own devices (`shard_batch`); `to_host` gathers r
 
 from __future__ import annotations
 
+import time
+
 import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from attnlab.config import ConfigError
+from attnlab.config_lib import ConfigError
 
 DATA_AXIS = "data"
 
@@ -87,3 +89,25 @@ def to_host(tree):
 def is_main_process() -> bool:
     """True in the process that writes logs, summaries and plots (process 0)."""
     return jax.process_index() == 0
+
+
+class Compiled:
+    """A jitted function compiled ahead of time once per input shape, timing each compile.
+
+    Keeps the number of programs visible (`len(self.programs)`) and `compile_seconds` exact.
+    """
+
+    def __init__(self, fn, donate_argnums=()):
+        self._jitted = jax.jit(fn, donate_argnums=donate_argnums)
+        self.programs: dict = {}
+        self.compile_seconds = 0.0
+
+    def __call__(self, *args):
+        key = tuple((x.shape, x.dtype) for x in jax.tree.leaves(args))
+        program = self.programs.get(key)
+        if program is None:
+            start = time.perf_counter()
+            program = self._jitted.lower(*args).compile()
+            self.compile_seconds += time.perf_counter() - start
+            self.programs[key] = program
+        return program(*args)

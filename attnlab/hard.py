@@ -1,7 +1,7 @@
 """Hard attention: pick one source position per step instead of averaging over all of them.
 
 Per example. A stochastic policy chooses a position `a_t` and the context is that one encoder
-state, `c_t = h_{a_t}` (Xu et al. 2015's "hard" attention; the seed's "predict where to look").
+state, `c_t = h_{a_t}` (Xu et al. 2015's "hard" attention: predict where to look).
 Two policies:
 
 - `categorical`: `a_t ~ softmax(e_t)` over the valid positions, `e_t` the score function's
@@ -20,14 +20,19 @@ evaluation: the argmax of the scores, or the Gaussian's mean.
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from typing import ClassVar
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
 from jax.scipy.special import ndtri
 
 from attnlab import reinforce
+from attnlab.attention import AttentionKind
+from attnlab.local import add_position_predictor, predicted_position
 
 POLICIES = ("categorical", "gaussian")
 _MASK_FILL = -1e30  # far below any score: exp() underflows to exactly 0
@@ -144,3 +149,73 @@ def policy_objective(policy, rewards, step_mask, moving_baseline, step, cfg):
         sums["baseline_loss_sum"] = regression * tokens
     new_moving = reinforce.moving_average(moving, rewards, cfg.baseline_decay, where=step_mask)
     return loss, new_moving, sums
+
+
+@dataclasses.dataclass(frozen=True)
+class Hard(AttentionKind):
+    """Hard attention (the module docstring): one position per step, chosen by the policy
+    `hard_policy`; its REINFORCE objective is `policy_objective`, configured by
+    `config.model.reinforce`. `learned_baseline`: a REINFORCE baseline `b(s) = w^T s + c`
+    regressed on the reward (set from `model.reinforce.baseline == "learned"`)."""
+
+    name: ClassVar[str] = "hard"
+    needs_score: ClassVar[bool] = True
+    stochastic: ClassVar[bool] = True
+
+    hard_policy: str = "categorical"  # categorical | gaussian
+    hard_std: float = 1.0  # gaussian: sigma in source positions (the start value if learned)
+    hard_learned_std: bool = False  # gaussian: learn log sigma with the policy
+    learned_baseline: bool = False
+
+    @classmethod
+    def from_config(cls, model_cfg) -> Hard:
+        a = model_cfg.attention
+        return cls(
+            hard_policy=a.hard_policy,
+            hard_std=a.hard_std,
+            hard_learned_std=a.hard_learned_std,
+            learned_baseline=model_cfg.reinforce.baseline == "learned",
+        )
+
+    @property
+    def is_gaussian(self) -> bool:
+        return self.hard_policy == "gaussian"
+
+    def option_errors(self) -> list[tuple[str, str]]:
+        errors = []
+        if self.hard_policy not in POLICIES:
+            errors.append(("hard_policy", f"must be one of {', '.join(POLICIES)}"))
+        if not (isinstance(self.hard_std, int | float) and math.isfinite(self.hard_std)) or (
+            self.hard_std <= 0
+        ):
+            errors.append(("hard_std", "must be > 0"))
+        return errors
+
+    def noise_width(self, src_len: int) -> int:
+        return 1 if self.is_gaussian else src_len
+
+    def setup(self, cell) -> None:
+        if self.hard_learned_std:
+            start = nn.initializers.constant(jnp.log(self.hard_std))
+            cell.log_std = cell.param("log_std", start, ())
+        if self.learned_baseline:
+            cell.baseline_head = nn.Dense(1, name="baseline")
+        if self.is_gaussian:
+            add_position_predictor(cell)
+
+    def attend(self, cell, query, t, enc, uniform):
+        """One position chosen by the policy: `alpha [S]` one-hot, the chosen row of each
+        projected-value array, and the step's policy terms (`log_prob`, `entropy`, maybe
+        `baseline`)."""
+        if self.is_gaussian:
+            mean = predicted_position(cell, query, enc.length)
+            log_std = cell.log_std if self.hard_learned_std else jnp.log(self.hard_std)
+            index, log_prob, entropy = sample_gaussian(mean, log_std, enc.length, uniform)
+        else:
+            scores = cell.scorer(query, enc.prepared)
+            index, log_prob, entropy = sample_categorical(scores, enc.mask, uniform)
+        alpha, contexts = one_hot_context(index, enc.mask, enc.context_proj)
+        policy = {"log_prob": log_prob, "entropy": entropy}
+        if self.learned_baseline:  # sees the policy's input, trains only itself
+            policy["baseline"] = cell.baseline_head(jax.lax.stop_gradient(query))[0]
+        return alpha, contexts, policy

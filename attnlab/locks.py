@@ -11,7 +11,7 @@ import fcntl
 import os
 import socket
 
-from attnlab.config import ConfigError
+from attnlab.config_lib import ConfigError
 
 
 class DirectoryLock:

@@ -2,7 +2,7 @@
 
 `Seq2Seq` holds an `Encoder` and a `DecoderCell`; its methods (`__call__` for teacher forcing,
 `encode` / `initial_carry` / `decode_step` for generation) take one example.
-`build_model(cfg.model, ...)` is the only reader of `config.model`. The batched entry points
+`build_model(config)` is the only reader of `config.model`. The batched entry points
 `apply_batch` / `generate_batch` vmap the per-example methods over the batch with shared
 parameters (greedy decoding loops over time for the whole batch: see `generate.py`).
 """
@@ -15,6 +15,8 @@ import jax.numpy as jnp
 
 from attnlab import decoders, generate
 from attnlab.encoders import Encoder
+from attnlab.kinds import build_kind
+from attnlab.scores import build_score
 
 
 class Seq2Seq(nn.Module):
@@ -52,53 +54,57 @@ class Seq2Seq(nn.Module):
         return self.decoder(carry, token, enc)
 
 
-def build_model(model_cfg, src_vocab_size: int, tgt_vocab_size: int) -> Seq2Seq:
-    """Builds `Seq2Seq` from the `config.model` section (the only place that reads it)."""
+def build_model(config, src_vocab_size: int | None = None, tgt_vocab_size: int | None = None):
+    """Builds `Seq2Seq` from a whole config (the only reader of `config.model`).
+
+    The vocabulary sizes come from the data: pass them when the data is loaded already, else
+    they are read from `config.data` (a synthetic task's size is known; a real data set's
+    vocabulary is built from its training split). Options reach the modules by name: every
+    field of `config.model.attention` is offered to the score (`build_score` keeps those the
+    score defines) and the attention kind reads its own (`attnlab.kinds`).
+    """
+    if src_vocab_size is None or tgt_vocab_size is None:
+        src_vocab_size, tgt_vocab_size = vocab_sizes(config)
+    m = config.model
+    options = dict(m.attention)
     encoder = Encoder(
         vocab_size=src_vocab_size,
-        embed_dim=model_cfg.embed_dim,
-        hidden_dim=model_cfg.encoder.hidden_dim,
-        num_layers=model_cfg.encoder.num_layers,
-        cell=model_cfg.encoder.cell,
-        bidirectional=model_cfg.encoder.bidirectional,
-        self_attention=model_cfg.encoder.self_attention,
-        score_options=(
-            ("attn_dim", model_cfg.attention.attn_dim),
-            ("bias", model_cfg.attention.bias),
-            ("zero_v", model_cfg.attention.zero_v),
-            ("key_identity", model_cfg.attention.key_identity),
-            ("max_source_len", model_cfg.attention.max_source_len),
-        ),
+        embed_dim=m.embed_dim,
+        hidden_dim=m.encoder.hidden_dim,
+        num_layers=m.encoder.num_layers,
+        cell=m.encoder.cell,
+        bidirectional=m.encoder.bidirectional,
+        self_attention=m.encoder.self_attention,
+        # the decoder's score options; the self-attention layer's scores are not weight-normed
+        score_options=tuple(sorted(dict(options, normalize=False).items())),
     )
-    a = model_cfg.attention
     decoder = decoders.DecoderCell(
-        flow=model_cfg.decoder,
+        flow=m.decoder,
         vocab_size=tgt_vocab_size,
-        embed_dim=model_cfg.embed_dim,
-        hidden_dim=model_cfg.decoder_hidden_dim,
+        embed_dim=m.embed_dim,
+        hidden_dim=m.decoder_hidden_dim,
         key_dim=encoder.output_dim,
-        cell=model_cfg.decoder_cell,
-        score=model_cfg.score,
-        score_options=(
-            ("attn_dim", a.attn_dim),
-            ("bias", a.bias),
-            ("zero_v", a.zero_v),
-            ("normalize", a.normalize),
-            ("key_identity", a.key_identity),
-            ("max_source_len", a.max_source_len),
-        ),
-        deep_output=model_cfg.deep_output,
-        input_feeding=model_cfg.input_feeding,
-        attentional_tanh=model_cfg.attentional_tanh,
-        init_state=model_cfg.init_state,
-        attention_kind=a.kind,
-        window=a.window,
-        hard_policy=a.hard_policy,
-        hard_std=a.hard_std,
-        hard_learned_std=a.hard_learned_std,
-        learned_baseline=a.kind == "hard" and model_cfg.reinforce.baseline == "learned",
+        cell=m.decoder_cell,
+        scorer=build_score(m.score, m.decoder_hidden_dim, encoder.output_dim, **options),
+        deep_output=m.deep_output,
+        input_feeding=m.input_feeding,
+        attentional_tanh=m.attentional_tanh,
+        init_state=m.init_state,
+        attention=build_kind(m),
     )
     return Seq2Seq(encoder=encoder, decoder=decoder)
+
+
+def vocab_sizes(config) -> tuple[int, int]:
+    """`(source, target)` vocabulary sizes of `config.data` (loads a real data set)."""
+    from attnlab.data.pipeline import get_datasets
+    from attnlab.data.synthetic import TASKS, make_vocab
+
+    if config.data.name in TASKS:
+        size = make_vocab(config.data.vocab_size).size
+        return size, size
+    data = get_datasets(config.data, config.seed)
+    return data.src_vocab.size, data.tgt_vocab.size
 
 
 def init_params(model: Seq2Seq, rng, src_len: int = 8, tgt_len: int = 8):
@@ -123,9 +129,3 @@ def sample_batch(model: Seq2Seq, params, src, src_len, tgt_in, uniform):
 def generate_batch(model: Seq2Seq, params, src, src_len, max_len: int):
     """Batched greedy decoding: `-> (tokens [B, max_len], alpha [B, max_len, S], length [B])`."""
     return generate.greedy(model, params, src, src_len, max_len)
-
-
-def generate_one(model: Seq2Seq, params, src, src_len, max_len: int):
-    """Greedy decoding of one example: `[S], [] -> (tokens [max_len], alpha [max_len, S], [])`."""
-    out = generate.greedy(model, params, src[None], jnp.reshape(src_len, (1,)), max_len)
-    return jax.tree.map(lambda x: x[0], out)

@@ -20,10 +20,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from attnlab import beam, generate, models, plots
-from attnlab.checkpoints import Checkpointer, CheckpointError
-from attnlab.config import ConfigError, apply_overrides, default_config, flatten, validate
-from attnlab.data.pipeline import get_datasets
+from attnlab import beam, families, generate, plots
+from attnlab.config import FAMILY, default_config, validate
+from attnlab.config_lib import ConfigError, apply_overrides, flatten
 from attnlab.data.vocab import PAD_ID, UNK_ID
 
 
@@ -51,6 +50,11 @@ class Predictor:
             )
         with open(path) as f:
             saved = json.load(f)
+        if families.name_of(saved) != FAMILY:
+            raise ConfigError(
+                f"{workdir} holds a run of the {families.name_of(saved)} family: predict reads "
+                f"{FAMILY} runs only"
+            )
         # On top of today's defaults: a run saved before a field existed still loads.
         self.config = apply_overrides(default_config(), flatten(saved))
         validate(self.config)
@@ -59,21 +63,10 @@ class Predictor:
             raise ConfigError(
                 f"seed_index={seed_index} is invalid: the run has {c.num_seeds} seeds"
             )
-        self.data = get_datasets(c.data, c.seed)
-        self.model = models.build_model(c.model, self.data.src_vocab.size, self.data.tgt_vocab.size)
-        from attnlab import train  # the train state layout and optimiser of the run
+        from attnlab import runner  # the run's experiment and train state layout
 
-        tx, _ = train.create_optimizer(c.optim, c.train.num_steps)
-        seeds = [c.seed + k for k in range(c.num_seeds)]
-        state = train.create_train_states(self.model, tx, seeds)
-        ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), c.train.max_to_keep)
-        if ckpt.latest_step() is None:
-            raise CheckpointError(
-                f"no checkpoint in {ckpt.directory}: train the run first (python -m attnlab "
-                f"train --config=... --workdir={workdir})"
-            )
-        state, _ = ckpt.restore(state)
-        ckpt.close()
+        experiment, state, _ = runner.restore(c, workdir)
+        self.data, self.model = experiment.data, experiment.model
         self.step = int(np.asarray(state.step)[seed_index])
         self.params = jax.tree.map(lambda x: x[seed_index], state.params)
         self.beam_size = c.eval.beam_size if beam_size is None else beam_size

@@ -1,24 +1,67 @@
-"""A one-line progress display (count, percent, elapsed < remaining, fields) for terminals.
+"""The progress display: a `tqdm` bar (count, percent, elapsed < remaining, rate, fields).
 
-Drawn on stderr with a carriage return, at most every `interval` seconds; silent when stderr is
-not a terminal (logs and CI stay clean: the JSONL log is the record, this is only a view).
+On a terminal it is drawn on stderr; in a Jupyter notebook `tqdm.auto` draws a widget; in logs
+and CI (stderr not a terminal) it stays silent: the JSONL log is the record, this is only a
+view. While a bar is shown, log lines (absl and Python logging to stderr) are written above it
+through `tqdm.write`, so a log line never runs into the bar.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import sys
-import time
+
+from tqdm.auto import tqdm
 
 
-def _clock(seconds: float) -> str:
-    seconds = int(max(seconds, 0))
-    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+def _in_notebook() -> bool:
+    return "ipykernel" in sys.modules
+
+
+def _format(value) -> str:
+    return f"{value:,.4g}" if isinstance(value, float) else str(value)
+
+
+class _AboveBar:
+    """A stream for log handlers that writes each line with `tqdm.write` (above the bars)."""
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def write(self, text: str) -> None:
+        text = text.rstrip("\n")
+        if text:
+            tqdm.write(text, file=self.stream)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
+@contextlib.contextmanager
+def logs_above_bar(stream):
+    """Within the block, every logging handler that writes to `stream` (absl's included)
+    writes through `tqdm.write` instead."""
+    handlers = []
+    for handler in logging.getLogger().handlers:
+        target = getattr(handler, "python_handler", handler)  # absl wraps a StreamHandler
+        if getattr(target, "stream", None) is stream:
+            handlers.append(target)
+    for handler in handlers:
+        handler.setStream(_AboveBar(stream))
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            handler.setStream(stream)
 
 
 class Progress:
-    """`update(count, **fields)` redraws `label count/total [pct] elapsed<eta key=value ...`.
+    """`update(count, **fields)` moves the bar to `count` and shows the fields.
 
     `count` is positional-only, so any field name (`done=`, `failed=`) may be shown.
+    `enabled`: None draws on a terminal or in a notebook only. Use as a context manager (or
+    call `close()`); inside it, log lines go above the bar.
     """
 
     def __init__(
@@ -30,41 +73,51 @@ class Progress:
         enabled: bool | None = None,
         interval: float = 0.2,
     ):
-        self.total, self.start, self.label = total, start, label
         self.stream = stream or sys.stderr
-        self.enabled = self.stream.isatty() if enabled is None else enabled
-        self.interval = interval
-        self._t0 = time.perf_counter()
-        self._last_draw = -float("inf")
-        self._width = 0
+        if enabled is None:
+            isatty = getattr(self.stream, "isatty", lambda: False)
+            enabled = _in_notebook() or isatty()
+        self.enabled = enabled
+        self._bar = tqdm(
+            total=total,
+            initial=start,
+            desc=label,
+            file=self.stream,
+            disable=not enabled,
+            mininterval=interval,
+            dynamic_ncols=True,
+            leave=True,
+            bar_format="{desc} {n}/{total} [{percentage:3.0f}%] {elapsed}<{remaining}{postfix}",
+        )
+        self._redirect = contextlib.ExitStack()
+        if enabled:
+            self._redirect.enter_context(logs_above_bar(self.stream))
 
     def line(self, count: int, /, **fields) -> str:
-        """The text of the display for `count` items (the ETA assumes a constant rate)."""
-        elapsed = time.perf_counter() - self._t0
-        rate = (count - self.start) / elapsed if elapsed > 0 else 0.0
-        eta = (self.total - count) / rate if rate > 0 else float("nan")
-        pct = 100.0 * count / self.total if self.total else 100.0
-        eta_text = _clock(eta) if eta == eta else "?"
-        parts = [f"{self.label} {count}/{self.total} [{pct:3.0f}%] {_clock(elapsed)}<{eta_text}"]
-        parts += [
-            f"{k}={v:,.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in fields.items()
-        ]
-        return " ".join(p for p in parts if p).strip()
+        """The text the bar shows for `count` items."""
+        self._bar.n = count
+        self._bar.set_postfix_str(_postfix(fields), refresh=False)
+        return str(self._bar)
 
     def update(self, count: int, /, force: bool = False, **fields) -> None:
         if not self.enabled:
             return
-        now = time.perf_counter()
-        if not force and now - self._last_draw < self.interval and count < self.total:
-            return
-        self._last_draw = now
-        text = self.line(count, **fields)
-        self.stream.write("\r" + text.ljust(self._width))
-        self.stream.flush()
-        self._width = len(text)
+        self._bar.set_postfix_str(_postfix(fields), refresh=False)
+        self._bar.update(count - self._bar.n)
+        if force:
+            self._bar.refresh()
 
     def close(self) -> None:
-        """Ends the line (only if something was drawn)."""
-        if self.enabled and self._width:
-            self.stream.write("\n")
-            self.stream.flush()
+        """Ends the bar (the last state stays on screen) and restores the log handlers."""
+        self._bar.close()
+        self._redirect.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+
+def _postfix(fields: dict) -> str:
+    return " ".join(f"{k}={_format(v)}" for k, v in fields.items())

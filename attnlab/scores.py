@@ -16,7 +16,7 @@ Scores are returned in float32 whatever the parameter dtype.
 | `general`      | `q^T W_a h_i`                           | Luong et al. 2015, Eq. 8         |
 | `additive`     | `v^T tanh(W_q q + W_k h_i [+ b])`       | Bahdanau et al. 2015, App. A.1.2 |
 | `concat`       | `v^T tanh(W_a [q; h_i])`                | Luong et al. 2015, Eq. 8         |
-| `concat_shared`| `v^T tanh(W (q + h_i))`                 | the seed note's description      |
+| `concat_shared`| `v^T tanh(W (q + h_i))`                 | one shared matrix for the sum    |
 | `location`     | `(W_a q)[:S]`                           | Luong et al. 2015, Eq. 9         |
 | `none`         | no attention (baseline)                 | Cho et al. 2014 (RNNencdec)      |
 """
@@ -26,7 +26,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import warnings
-from typing import Any
+from typing import Any, ClassVar
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -41,21 +41,27 @@ class ScoreError(ValueError):
     """A score function was asked for with an unknown name or incompatible sizes."""
 
 
-def _require_same_dims(name: str, query_dim: int, key_dim: int) -> None:
-    if query_dim != key_dim:
-        raise ScoreError(
-            f"score '{name}' needs the query size to equal the key size, got query_dim="
-            f"{query_dim} (decoder state) and key_dim={key_dim} (encoder states; doubled when "
-            "bidirectional). Use 'general', 'additive' or 'concat', or change the sizes."
-        )
-
-
 class Score(nn.Module):
     """Base of every score: `prepare(keys [S, d_k]) -> prepared` once per sequence, then
-    `__call__(query [d_q], prepared) -> e [S]` (float32) at every decoder step."""
+    `__call__(query [d_q], prepared) -> e [S]` (float32) at every decoder step.
+
+    Each score declares its own constraints, which config validation, sweeps, benchmarks and
+    the attention kinds read (nothing else lists them):
+    `same_size`: needs the query size to equal the key size; `content_based`: the scores
+    depend on the keys (a window of keys can be scored; `location` cannot); `option_errors`:
+    combinations of its options that are not allowed.
+    """
+
+    same_size: ClassVar[bool] = False
+    content_based: ClassVar[bool] = True
 
     query_dim: int
     key_dim: int
+
+    @classmethod
+    def option_errors(cls, options: dict) -> list[str]:
+        """What is wrong with these option values (`{"normalize": True, ...}`), as messages."""
+        return []
 
     def prepare(self, keys: jnp.ndarray) -> Any:
         """Per-sequence precomputation on `keys: [S, d_k]`; default: the keys themselves."""
@@ -65,8 +71,7 @@ class Score(nn.Module):
 class Dot(Score):
     """`e_i = q . h_i` (Luong et al. 2015, Eq. 8, "dot"). Needs `d_q == d_k`."""
 
-    def setup(self):
-        _require_same_dims("dot", self.query_dim, self.key_dim)
+    same_size: ClassVar[bool] = True
 
     def __call__(self, query, prepared):
         return prepared.astype(_f32) @ query.astype(_f32)
@@ -75,8 +80,7 @@ class Dot(Score):
 class ScaledDot(Score):
     """`e_i = q . h_i / sqrt(d_k)` (Vaswani et al. 2017, Eq. 1). Needs `d_q == d_k`."""
 
-    def setup(self):
-        _require_same_dims("scaled_dot", self.query_dim, self.key_dim)
+    same_size: ClassVar[bool] = True
 
     def __call__(self, query, prepared):
         return prepared.astype(_f32) @ query.astype(_f32) / math.sqrt(self.key_dim)
@@ -113,9 +117,13 @@ class Additive(Score):
     zero_v: bool = True
     normalize: bool = False
 
+    @classmethod
+    def option_errors(cls, options: dict) -> list[str]:
+        if options.get("normalize", False) and options.get("zero_v", True):
+            return ["normalize=True divides by ||v||, so it needs zero_v=False"]
+        return []
+
     def setup(self):
-        if self.normalize and self.zero_v:
-            raise ScoreError("additive: normalize=True divides by ||v||, so it needs zero_v=False")
         self.W_q = self.param("W_q", _init_w, (self.query_dim, self.attn_dim))
         self.W_k = self.param("W_k", _init_w, (self.key_dim, self.attn_dim))
         self.v = self.param("v", _zeros if self.zero_v else _normal_v, (self.attn_dim,))
@@ -175,16 +183,16 @@ class Concat(Score):
 
 
 class ConcatShared(Score):
-    """`e_i = v^T tanh(W (q + h_i) [+ b])`: one shared matrix for the sum (the seed's wording).
+    """`e_i = v^T tanh(W (q + h_i) [+ b])`: one shared matrix for the sum.
 
     `W: [d, A]`, `v: [A]`; needs `d_q == d_k`. `prepare` computes `W h_i` once: `[S, A]`.
     """
 
+    same_size: ClassVar[bool] = True
     attn_dim: int = 128
     bias: bool = False
 
     def setup(self):
-        _require_same_dims("concat_shared", self.query_dim, self.key_dim)
         self.W = self.param("W", _init_w, (self.key_dim, self.attn_dim))
         self.v = self.param("v", _normal_v, (self.attn_dim,))
         if self.bias:
@@ -208,6 +216,7 @@ class Location(Score):
     exactly 0 (a warning is issued at trace time).
     """
 
+    content_based: ClassVar[bool] = False
     max_source_len: int = 64
 
     def setup(self):
@@ -244,22 +253,64 @@ NO_ATTENTION = "none"
 SCORE_NAMES = (*SCORES, NO_ATTENTION)
 
 
+def _score_class(name: str) -> type[Score]:
+    if name not in SCORES:
+        raise ScoreError(f"unknown score '{name}'; valid scores: {', '.join(SCORE_NAMES)}")
+    return SCORES[name]
+
+
+def needs_equal_sizes(name: str) -> bool:
+    """Whether score `name` needs the query size to equal the key size (`none`: no)."""
+    return name != NO_ATTENTION and _score_class(name).same_size
+
+
+def is_content_based(name: str) -> bool:
+    """Whether score `name` compares the query with the keys (`location` and `none` do not)."""
+    return name != NO_ATTENTION and _score_class(name).content_based
+
+
+def score_errors(name: str, query_dim: int, key_dim: int, options: dict) -> list[str]:
+    """Everything that stops `build_score(name, query_dim, key_dim, **options)`, as messages
+    (empty when it can be built): an unknown name, unequal sizes, or bad option values."""
+    if name == NO_ATTENTION:
+        return []
+    if name not in SCORES:
+        return [f"unknown score '{name}'; valid scores: {', '.join(SCORE_NAMES)}"]
+    cls = SCORES[name]
+    errors = [f"{name}: {e}" for e in option_errors(name, options)]
+    if cls.same_size and query_dim != key_dim:
+        errors.append(
+            f"score '{name}' needs the query size to equal the key size, got query_dim="
+            f"{query_dim} (decoder state) and key_dim={key_dim} (encoder states; doubled when "
+            "bidirectional). Use 'general', 'additive' or 'concat', or change the sizes."
+        )
+    return errors
+
+
+def option_errors(name: str, options: dict) -> list[str]:
+    """What is wrong with the options score `name` takes from `options` (those it defines)."""
+    if name == NO_ATTENTION or name not in SCORES:
+        return []
+    return SCORES[name].option_errors(_own_options(SCORES[name], options))
+
+
+def _own_options(cls: type[Score], options: dict) -> dict:
+    fields = {f.name for f in dataclasses.fields(cls)}
+    return {k: v for k, v in options.items() if k in fields}
+
+
 def build_score(name: str, query_dim: int, key_dim: int, **options) -> Score | None:
     """The score module registered under `name`, or None for the `none` baseline.
 
     `options` may hold any score option (`attn_dim`, `bias`, `zero_v`, `normalize`,
-    `key_identity`, `max_source_len`); each module takes only those it defines, so one options
-    dict from the config serves every score. Size checks run here, before any tracing.
+    `key_identity`, `max_source_len`, or any field a score defines); each module takes only
+    those it defines, so one options dict from the config serves every score. Its constraints
+    (`score_errors`) are checked here, before any tracing.
     """
+    errors = score_errors(name, query_dim, key_dim, options)
+    if errors:
+        raise ScoreError("; ".join(errors))
     if name == NO_ATTENTION:
         return None
-    if name not in SCORES:
-        raise ScoreError(f"unknown score '{name}'; valid scores: {', '.join(SCORE_NAMES)}")
     cls = SCORES[name]
-    fields = {f.name for f in dataclasses.fields(cls)}
-    kwargs = {k: v for k, v in options.items() if k in fields}
-    if name in ("dot", "scaled_dot", "concat_shared"):
-        _require_same_dims(name, query_dim, key_dim)
-    if name == "additive" and kwargs.get("normalize") and kwargs.get("zero_v", True):
-        raise ScoreError("additive: normalize=True divides by ||v||, so it needs zero_v=False")
-    return cls(query_dim=query_dim, key_dim=key_dim, **kwargs)
+    return cls(query_dim=query_dim, key_dim=key_dim, **_own_options(cls, options))

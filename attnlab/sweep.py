@@ -16,6 +16,7 @@ tail of its log; the others go on. The status of every trial is kept in `sweep.j
 from __future__ import annotations
 
 import contextlib
+import copy
 import ctypes
 import functools
 import hashlib
@@ -30,7 +31,7 @@ import time
 from dataclasses import asdict, dataclass
 
 from attnlab.backends import LocalBackend
-from attnlab.config import ConfigError, load_config_module
+from attnlab.config_lib import ConfigError, apply_overrides, load_config, load_config_module
 from attnlab.locks import DirectoryLock
 from attnlab.writers import write_json_atomic
 
@@ -110,6 +111,32 @@ def load_sweep(config_path: str) -> list[Trial]:
         if names.count(t.name) > 1:
             t.name = f"{t.index:03d}-{t.name}"
     return trials
+
+
+def check_trials(config_path: str, trials: list[Trial], common: dict | None = None) -> None:
+    """Validates every trial's config (the file's config, the sweep-wide `common` overrides,
+    then the trial's own) before any trial starts; raises one `ConfigError` that lists each
+    bad trial with its errors (a misspelt axis, a value out of range, ...)."""
+    from attnlab import families
+
+    base = load_config(config_path)
+    bad = []
+    for trial in trials:
+        try:
+            config = copy.deepcopy(base)
+            apply_overrides(config, dict(common or {}))
+            apply_overrides(config, trial.overrides)
+            families.validate(config)
+        except ConfigError as err:
+            reasons = [line.strip() for line in str(err).splitlines()]
+            reasons = [r for r in reasons if r and r != "invalid config:"]
+            bad.append(f"trial {trial.index} ({trial.name}): {'; '.join(reasons)}")
+    if bad:
+        shown = bad[:10] + ([f"... and {len(bad) - 10} more"] if len(bad) > 10 else [])
+        raise ConfigError(
+            f"{len(bad)} of {len(trials)} trials have an invalid config; no trial was started:\n  "
+            + "\n  ".join(shown)
+        )
 
 
 def trial_command(config_path: str, trial: Trial, trial_dir: str, common: dict | None = None):
@@ -204,6 +231,7 @@ def run_sweep(
         if not 0 <= index < len(trials):
             raise ConfigError(f"sweep.index={index} is invalid: the sweep has {len(trials)} trials")
         trials = [trials[index]]
+    check_trials(config_path, trials, common_overrides)
     os.makedirs(sweep_dir, exist_ok=True)
     # One whole sweep per directory at a time; the jobs of a job array (index) share it.
     with contextlib.nullcontext() if index is not None else SweepLock(sweep_dir):

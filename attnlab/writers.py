@@ -266,26 +266,18 @@ class MultiWriter(MetricWriter):
             w.close()
 
 
-# Fields that measure speed, not results: kept out of metrics.jsonl and summary.json.
-TIMING_KEYS = (
-    "train/tokens_per_sec",
-    "train/examples_per_sec",  # the recurrent attention model (attnlab.ram)
-    "wall_seconds",
-    "compile_seconds",
-)
 TIMING_FILENAME = "timing.jsonl"
 
 
-def is_result(name: str) -> bool:
-    """Whether a logged field is a result (deterministic) rather than a timing."""
-    return name not in TIMING_KEYS
-
-
 def create_writer(
-    workdir: str | os.PathLike, tensorboard: bool, resume_step: int | None = None
+    workdir: str | os.PathLike,
+    tensorboard: bool,
+    resume_step: int | None = None,
+    timing_keys: Iterable[str] = (),
 ) -> MultiWriter:
     """Create the run's writer: `workdir/metrics.jsonl` (results), `workdir/timing.jsonl`
-    (speed: `TIMING_KEYS`), plus TensorBoard (both) in `workdir/tb`.
+    (speed: the fields named in `timing_keys`, e.g. `train/tokens_per_sec`), plus TensorBoard
+    (both) in `workdir/tb`.
 
     Results and timing live in separate files so that two runs of the same config and seed
     give byte-identical `metrics.jsonl` (timing varies from run to run).
@@ -297,9 +289,12 @@ def create_writer(
     """
     workdir = os.fspath(workdir)
     os.makedirs(workdir, exist_ok=True)
-    jsonl = JsonlWriter(os.path.join(workdir, METRICS_FILENAME), keep=is_result)
+    timing_keys = frozenset(timing_keys)
+    jsonl = JsonlWriter(
+        os.path.join(workdir, METRICS_FILENAME), keep=lambda k: k not in timing_keys
+    )
     timing = JsonlWriter(
-        os.path.join(workdir, TIMING_FILENAME), keep=lambda k: not is_result(k), skip_empty=True
+        os.path.join(workdir, TIMING_FILENAME), keep=timing_keys.__contains__, skip_empty=True
     )
     if resume_step is not None:
         jsonl.truncate_after(resume_step)

@@ -18,16 +18,16 @@ bidirectional key size) and are marked so. Columns:
 from __future__ import annotations
 
 import argparse
+import functools
 import time
 
 import jax
 
-from attnlab import models, train
+from attnlab import models, runner, train
 from attnlab.config import default_config, validate
 from attnlab.data.pipeline import get_datasets
-from attnlab.scores import SCORE_NAMES
-
-SAME_SIZE = ("dot", "scaled_dot", "concat_shared")
+from attnlab.devices import Compiled
+from attnlab.scores import SCORE_NAMES, needs_equal_sizes
 
 
 def bench_config(score: str, decoder: str, decode_batch: int = 64):
@@ -37,7 +37,7 @@ def bench_config(score: str, decoder: str, decode_batch: int = 64):
     c.data.batch_size, c.data.eval_batch_size, c.data.bucket_step = 64, decode_batch, 16
     c.model.embed_dim, c.model.encoder.hidden_dim = 64, 128
     c.model.decoder, c.model.score = decoder, score
-    c.model.decoder_hidden_dim = 256 if score in SAME_SIZE else 128
+    c.model.decoder_hidden_dim = 256 if needs_equal_sizes(score) else 128
     validate(c)
     return c
 
@@ -50,11 +50,12 @@ def peak_mib(compiled) -> float:
 def bench_one(score: str, decoder: str, steps: int, decode_batch: int) -> dict:
     c = bench_config(score, decoder, decode_batch)
     data = get_datasets(c.data, c.seed)
-    model = models.build_model(c.model, data.src_vocab.size, data.tgt_vocab.size)
-    tx, _ = train.create_optimizer(c.optim, steps)
-    state = train.create_train_state(model, tx, c.seed)
-    step_fn = train.Compiled(train.make_train_step(model, tx), donate_argnums=(0,))
-    gen_fn = train.Compiled(train.make_generate_step(model))
+    model = models.build_model(c, data.src_vocab.size, data.tgt_vocab.size)
+    tx, _ = runner.create_optimizer(c.optim, steps)
+    state = runner.create_train_state(functools.partial(models.init_params, model), tx, c.seed)
+    loss = train.make_loss(model, c.model.reinforce)
+    step_fn = Compiled(runner.make_train_step(loss, tx), donate_argnums=(0,))
+    gen_fn = Compiled(train.make_generate_step(model))
     batches = [data.train.batch(i) for i in range(steps)]
     for b in {(b["src"].shape, b["tgt_in"].shape): b for b in batches}.values():
         state, _ = step_fn(state, b)  # compile every train bucket first
@@ -74,7 +75,7 @@ def bench_one(score: str, decoder: str, steps: int, decode_batch: int) -> dict:
     decode_s = time.perf_counter() - start
     sentences = sum(int((b["tgt_len"] > 0).sum()) for b in eval_batches)
     return {
-        "score": score + (" (dec 256)" if score in SAME_SIZE else ""),
+        "score": score + (" (dec 256)" if needs_equal_sizes(score) else ""),
         "decoder": decoder,
         "train tok/s": tokens / train_s,
         "decode sent/s": sentences / decode_s,

@@ -23,6 +23,7 @@ no scores). Hard variants train with REINFORCE (`model.reinforce` defaults). Wri
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import statistics
@@ -32,9 +33,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from attnlab import models, plots, train
+from attnlab import models, plots, runner, train
 from attnlab.config import default_config, validate
 from attnlab.data.vocab import BOS_ID, EOS_ID
+from attnlab.scores import needs_equal_sizes
 
 LOCAL = ("local_m", "local_p")
 HARD = {"hard": "categorical", "hard_gaussian": "gaussian"}
@@ -50,7 +52,7 @@ def model_config(variant: str, window: int):
         m.attention.kind, m.attention.window = variant, window
     if variant in HARD:
         m.attention.kind, m.attention.hard_policy = "hard", HARD[variant]
-    if m.score in ("dot", "scaled_dot", "concat_shared"):
+    if needs_equal_sizes(m.score):
         m.decoder_hidden_dim = 128
     m.attention.max_source_len = 4096
     validate(c)
@@ -91,11 +93,12 @@ def step_flops(model, params, batch) -> float:
 def bench_one(variant: str, length: int, batch_size: int, steps: int, window: int) -> dict:
     c = model_config(variant, window)
     vocab = 14
-    model = models.build_model(c.model, vocab, vocab)
-    tx, _ = train.create_optimizer(c.optim, steps + 1)
-    state = train.create_train_state(model, tx, 0)
+    model = models.build_model(c, vocab, vocab)
+    tx, _ = runner.create_optimizer(c.optim, steps + 1)
+    state = runner.create_train_state(functools.partial(models.init_params, model), tx, 0)
     batch = {k: jnp.asarray(v) for k, v in reverse_batch(batch_size, length, vocab).items()}
-    train_fn = jax.jit(train.make_train_step(model, tx, c.model.reinforce), donate_argnums=(0,))
+    train_step = runner.make_train_step(train.make_loss(model, c.model.reinforce), tx)
+    train_fn = jax.jit(train_step, donate_argnums=(0,))
     compiled = train_fn.lower(state, batch).compile()
     memory = compiled.memory_analysis()
     mib = (memory.argument_size_in_bytes + memory.temp_size_in_bytes) / 2**20

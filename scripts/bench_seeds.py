@@ -12,12 +12,14 @@ is reported apart). Batches are shared by the seeds, as with `seed_batches=share
 from __future__ import annotations
 
 import argparse
+import functools
 import time
 
 import jax
 
-from attnlab import devices, models, train
-from attnlab.config import load_config, validate
+from attnlab import devices, models, runner, train
+from attnlab.config import validate
+from attnlab.config_lib import load_config
 from attnlab.data.pipeline import get_datasets
 
 
@@ -42,11 +44,11 @@ def main():
     config = load_config(args.config)
     validate(config)
     data = get_datasets(config.data, config.seed)
-    model = models.build_model(config.model, data.src_vocab.size, data.tgt_vocab.size)
-    tx, _ = train.create_optimizer(config.optim, config.train.num_steps)
+    model = models.build_model(config, data.src_vocab.size, data.tgt_vocab.size)
+    tx, _ = runner.create_optimizer(config.optim, config.train.num_steps)
     mesh = devices.make_mesh()
     batches = [devices.shard_batch(data.train.batch(i), mesh) for i in range(args.steps + 1)]
-    step_fn = train.make_train_step(model, tx)
+    step_fn = runner.make_train_step(train.make_loss(model), tx)
     print(
         f"jax {jax.__version__} on {jax.devices()[0].platform}; {args.config}; "
         f"batch {config.data.batch_size}; {args.steps} timed steps"
@@ -55,8 +57,9 @@ def main():
     print("|---:|---:|---:|---:|---:|")
     base = None
     for k in [int(x) for x in args.seeds.split(",")]:
-        state = devices.replicate(train.create_train_states(model, tx, list(range(k))), mesh)
-        program = train.Compiled(jax.vmap(step_fn, in_axes=(0, None)), donate_argnums=(0,))
+        init = functools.partial(models.init_params, model)
+        state = devices.replicate(runner.create_train_states(init, tx, list(range(k))), mesh)
+        program = devices.Compiled(jax.vmap(step_fn, in_axes=(0, None)), donate_argnums=(0,))
         seconds = time_steps(program, state, batches)
         base = seconds if k == 1 and base is None else base
         ratio = f"{seconds / (k * base):.2f}" if base else "–"

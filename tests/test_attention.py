@@ -1,4 +1,5 @@
-"""`attnlab.attention.masked_softmax` and `attend` against the float64 NumPy reference.
+"""`attnlab.attention.masked_softmax` (and the weighted sum of global attention) against the
+float64 NumPy reference.
 
 Padding must get a weight of exactly 0, valid weights sum to 1, and a row with no valid position
 gives zero weights, a zero context and finite gradients (never NaN), also through a score.
@@ -14,8 +15,15 @@ import numpy as np
 import numpy_reference as ref
 import pytest
 
-from attnlab.attention import attend, masked_softmax
+from attnlab.attention import masked_softmax
 from attnlab.scores import build_score
+
+
+def attend(scores, mask, values):
+    """`(context [d], weights [S])`: the weighted sum global attention forms (`attention.Soft`)."""
+    weights = masked_softmax(scores, mask)
+    return weights.astype(values.dtype) @ values, weights
+
 
 S, D = 8, 5
 

@@ -37,7 +37,8 @@ TOL = 1e-4
 
 def build(order: str, score: str, tgt_vocab: int, seed: int, eos_shift: float = 0.0):
     """A tiny model with random normal parameters (the EOS output bias shifted by `eos_shift`)."""
-    cfg = default_config().model
+    config = default_config()
+    cfg = config.model
     cfg.embed_dim = 6
     cfg.encoder.hidden_dim = 5
     cfg.decoder_hidden_dim = 8
@@ -45,7 +46,7 @@ def build(order: str, score: str, tgt_vocab: int, seed: int, eos_shift: float = 
     cfg.attention.zero_v = False
     cfg.decoder = order
     cfg.score = score
-    model = models.build_model(cfg, SRC_VOCAB, tgt_vocab)
+    model = models.build_model(config, SRC_VOCAB, tgt_vocab)
     shapes = jax.eval_shape(lambda: models.init_params(model, jax.random.key(0)))
     rng = np.random.default_rng(seed)
     params = jax.tree.map(lambda x: (0.8 * rng.normal(size=x.shape)).astype(np.float32), shapes)

@@ -2,12 +2,13 @@
 
 import glob
 import os
-import subprocess
-import sys
 
 import pytest
 
-from attnlab.config import ConfigError, apply_overrides, default_config, load_config, validate
+from attnlab.__main__ import main
+from attnlab.config import default_config
+from attnlab.config_lib import ConfigError, apply_overrides, load_config
+from attnlab.families import validate
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG_FILES = sorted(glob.glob(os.path.join(REPO, "configs", "*.py")))
@@ -77,81 +78,91 @@ def test_dot_with_matching_sizes_is_valid():
     validate(config)
 
 
-def _cli(*args):
-    env = dict(os.environ, JAX_PLATFORMS="cpu")
-    return subprocess.run(
-        [sys.executable, "-m", "attnlab", *args],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        env=env,
-        timeout=120,
-    )
+@pytest.fixture
+def cli(capsys):
+    """Runs `python -m attnlab ARGS` in this process: `(exit code, stdout, stderr)`."""
+
+    def run(*args):
+        code = main(list(args))
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
 
 
-def test_cli_bad_value_exits_2_with_a_readable_message(tmp_path):
-    result = _cli(
-        "train",
-        "--config=configs/reverse.py:quick",
-        "--config.model.score=nope",
-        f"--workdir={tmp_path}",
-    )
-    assert result.returncode == 2
-    assert "config.model.score='nope' is invalid" in result.stderr
-    assert "Traceback" not in result.stderr
-    verbose = _cli(
-        "train",
-        "--config=configs/reverse.py:quick",
-        "--config.model.score=nope",
-        f"--workdir={tmp_path}",
-        "--verbose",
-    )
-    assert verbose.returncode == 2 and "Traceback" in verbose.stderr
+def test_cli_bad_value_exits_2_with_a_readable_message(cli, tmp_path):
+    args = ("train", "--config=configs/reverse.py:quick", "--config.model.score=nope")
+    code, _, err = cli(*args, f"--workdir={tmp_path}")
+    assert code == 2 and "config.model.score='nope' is invalid" in err
+    assert "Traceback" not in err
+    code, _, err = cli(*args, f"--workdir={tmp_path}", "--verbose")
+    assert code == 2 and "Traceback" in err
 
 
-def test_cli_misspelt_field_is_refused(tmp_path):
-    result = _cli(
-        "train",
-        "--config=configs/reverse.py:quick",
-        "--config.model.scor=dot",
-        f"--workdir={tmp_path}",
-    )
-    assert result.returncode == 2 and "scor" in result.stderr
-    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) <= 3
-    wrong_type = _cli(
-        "train",
-        "--config=configs/reverse.py:quick",
-        "--config.train.num_steps=many",
-        f"--workdir={tmp_path}",
-    )
-    assert wrong_type.returncode == 2 and "num_steps" in wrong_type.stderr
+def test_cli_misspelt_field_or_wrong_type_is_one_line(cli, tmp_path):
+    code, _, err = cli("train", "--config=configs/reverse.py:quick", "--config.model.scor=dot",
+                       f"--workdir={tmp_path}")  # fmt: skip
+    assert code == 2 and "unknown config field 'scor'" in err and 'Did you mean "score"' in err
+    assert err.count("\n") == 1
+    code, _, err = cli("train", "--config=configs/reverse.py:quick",
+                       "--config.train.num_steps=many", f"--workdir={tmp_path}")  # fmt: skip
+    assert code == 2 and "--config.train.num_steps=many" in err and err.count("\n") == 1
 
 
-def test_cli_sweep_dry_run_lists_every_trial_with_common_overrides(tmp_path):
-    result = _cli(
-        "sweep",
-        "--config=configs/sweeps/scores.py",
-        f"--workdir={tmp_path}",
-        "--sweep.dry_run=true",
-        "--config.train.num_steps=50",
-    )
-    assert result.returncode == 0, result.stderr
-    lines = result.stdout.strip().splitlines()
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        ((), "no subcommand; usage: python -m attnlab {train,sweep,compare,predict,config}"),
+        (("evaluate",), "unknown subcommand 'evaluate'"),
+        (("train", "--config=configs/reverse.py"), "train needs --workdir"),
+        (("sweep", "--workdir=x"), "sweep needs --config"),
+        (("predict",), "predict needs --workdir"),
+        (("compare",), "compare needs at least one DIR"),
+        (("train", "--config=configs/reverse.py:bogus", "--workdir=x"),
+         "config file 'configs/reverse.py': unknown config argument 'bogus'; valid: quick"),
+        (("train", "--config=configs/nope.py:quick", "--workdir=x"),
+         "config file 'configs/nope.py' not found"),
+        (("compare", "x", "--workdir=y"), "Unknown command line flag 'workdir'"),
+        (("train", "--config=configs/reverse.py", "--workdir=x", "extra"),
+         "unexpected argument(s) extra for train"),
+    ],
+)  # fmt: skip
+def test_cli_usage_errors_are_one_line_and_exit_2(cli, args, message):
+    code, out, err = cli(*args)
+    assert code == 2 and message in err and err.count("\n") == 1 and out == ""
+
+
+def test_cli_help_lists_the_subcommands_and_each_subcommand_its_own_flags(cli):
+    code, out, _ = cli("--help")
+    assert code == 0 and all(c in out for c in ("train", "sweep", "compare", "predict", "config"))
+    code, out, _ = cli("compare", "--help")
+    assert code == 0 and "--metric" in out and "--workdir" not in out
+    code, out, _ = cli("train", "--help")
+    assert code == 0 and "--workdir (required)" in out and "--metric" not in out
+
+
+def test_cli_config_prints_the_resolved_validated_config(cli):
+    code, out, _ = cli("config", "--config=configs/reverse.py:quick", "--config.model.score=dot",
+                       "--config.model.decoder_hidden_dim=128")  # fmt: skip
+    assert code == 0 and "score: dot" in out and "num_steps: 600" in out
+    code, _, err = cli("config", "--config=configs/reverse.py", "--config.model.score=dot")
+    assert code == 2 and "needs query size = key size" in err
+
+
+def test_cli_sweep_dry_run_lists_every_trial_with_common_overrides(cli, tmp_path):
+    code, out, err = cli("sweep", "--config=configs/sweeps/scores.py", f"--workdir={tmp_path}",
+                         "--sweep.dry_run=true", "--config.train.num_steps=50")  # fmt: skip
+    assert code == 0, err
+    lines = out.strip().splitlines()
     assert len(lines) == 80
-    assert "decoder=luong,score=general,seed=4" in result.stdout
+    assert "decoder=luong,score=general,seed=4" in out
     assert all("'train.num_steps': 50" in line for line in lines)
     assert not os.listdir(tmp_path)  # a dry run writes nothing
 
 
-def test_cli_compare_without_runs_exits_2(tmp_path):
-    result = _cli("compare", str(tmp_path))
-    assert result.returncode == 2
-    assert "no completed runs" in result.stderr
-
-
-def test_cli_unknown_command_is_a_usage_error():
-    result = _cli("evaluate")
-    assert result.returncode != 0 and "train,sweep,compare" in result.stderr
+def test_cli_compare_without_runs_exits_2(cli, tmp_path):
+    code, _, err = cli("compare", str(tmp_path))
+    assert code == 2 and "no completed runs" in err
 
 
 def test_every_experiment_config_and_each_trial_validates():
@@ -162,9 +173,3 @@ def test_every_experiment_config_and_each_trial_validates():
         for arg in ("", ":sort") if "score_functions" in path else ("",):
             for trial in load_sweep(path + arg):
                 validate(apply_overrides(load_config(path + arg), trial.overrides))
-
-
-def test_cli_missing_config_file_exits_2(tmp_path):
-    result = _cli("train", "--config=configs/nope.py:quick", f"--workdir={tmp_path}")
-    assert result.returncode == 2 and "configs/nope.py" in result.stderr
-    assert "Traceback" not in result.stderr

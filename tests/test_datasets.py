@@ -11,8 +11,8 @@ import babel.dates
 import pytest
 import tensorflow_datasets as tfds
 
-import attnlab.datasets
-from attnlab.datasets import DatesConfig, G2pConfig, dates, g2p, load_split
+import attnlab.data.builders
+from attnlab.data.builders import DatesConfig, G2pConfig, dates, g2p, load_split
 
 SPLITS = ("train", "validation", "test")
 
@@ -53,14 +53,14 @@ def dates_builds(tmp_path_factory):
 
 
 def test_builders_are_registered(tmp_path):
-    assert attnlab.datasets.NAMES == {
+    assert attnlab.data.builders.NAMES == {
         "g2p": "attnlab_g2p",
         "dates": "attnlab_dates",
         "digits": "attnlab_digits_canvas",
     }
     for name, cls, default in [
-        ("attnlab_g2p", attnlab.datasets.AttnlabG2p, "no_stress"),
-        ("attnlab_dates", attnlab.datasets.AttnlabDates, "default"),
+        ("attnlab_g2p", attnlab.data.builders.AttnlabG2p, "no_stress"),
+        ("attnlab_dates", attnlab.data.builders.AttnlabDates, "default"),
     ]:
         builder = tfds.builder(name, data_dir=str(tmp_path))
         assert isinstance(builder, cls)

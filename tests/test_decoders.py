@@ -20,7 +20,7 @@ import numpy_reference as ref
 import pytest
 
 from attnlab import models
-from attnlab.config import load_config
+from attnlab.config_lib import load_config
 from attnlab.data.vocab import BOS_ID, EOS_ID, PAD_ID
 
 ATOL = 1e-4
@@ -70,7 +70,9 @@ PARAMS = [
 
 
 def model_config(order: str, name: str):
-    cfg = load_config(CONFIG).model
+    """The whole config of one case (its model section set up for the test sizes)."""
+    config = load_config(CONFIG)
+    cfg = config.model
     cfg.embed_dim = EMBED
     cfg.encoder.cell = "gru"
     cfg.encoder.hidden_dim = ENC_HIDDEN
@@ -87,7 +89,7 @@ def model_config(order: str, name: str):
         for parent in parents:
             node = node[parent]
         node[leaf] = value
-    return cfg
+    return config
 
 
 def randomize(shapes, seed: int):
@@ -100,8 +102,9 @@ class Case:
     """One compiled configuration: model, random params, reference spec and params."""
 
     def __init__(self, order: str, name: str):
-        self.cfg = cfg = model_config(order, name)
-        self.model = model = models.build_model(cfg, SRC_VOCAB, TGT_VOCAB)
+        config = model_config(order, name)
+        self.cfg = cfg = config.model
+        self.model = model = models.build_model(config, SRC_VOCAB, TGT_VOCAB)
         self.shapes = jax.eval_shape(lambda: models.init_params(model, jax.random.key(0)))
         seed = 1000 * ORDERS.index(order) + sum(map(ord, name))
         self.params = randomize(self.shapes, seed)
@@ -123,7 +126,11 @@ class Case:
 
     @functools.cached_property
     def generate_one(self):
-        return jax.jit(lambda p, s, sl: models.generate_one(self.model, p, s, sl, MAX_LEN))
+        def one(p, s, sl):  # a batch of one example
+            out = models.generate_batch(self.model, p, s[None], jnp.reshape(sl, (1,)), MAX_LEN)
+            return jax.tree.map(lambda x: x[0], out)
+
+        return jax.jit(one)
 
     @functools.cached_property
     def generate_batch(self):

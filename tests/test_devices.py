@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from attnlab import devices
-from attnlab.config import ConfigError
+from attnlab.config_lib import ConfigError
 
 SCRIPT = """
 import json, sys
@@ -17,7 +17,7 @@ import jax
 if len(sys.argv) > 2:  # coordinator address, process count, process id
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
-from attnlab import train
+from attnlab import runner
 from attnlab.config import default_config, quick
 c = quick(default_config())
 c.data.num_train, c.data.num_valid, c.data.num_test, c.data.num_long = 640, 64, 64, 64
@@ -25,7 +25,7 @@ c.data.eval_batch_size = 64
 c.model.encoder.hidden_dim = c.model.decoder_hidden_dim = c.model.attention.attn_dim = 16
 c.train.num_steps, c.train.log_every, c.train.eval_every, c.train.ckpt_every = 20, 10, 20, 20
 c.train.num_heatmaps = 0
-summary = train.train_and_evaluate(c, sys.argv[1])
+summary = runner.train_and_evaluate(c, sys.argv[1])
 summary["device_count"] = jax.device_count()
 print("SUMMARY" + json.dumps(summary))
 """

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from attnlab.datasets import DigitsCanvasConfig, digits_canvas, load_arrays
+from attnlab.data.builders import DigitsCanvasConfig, digits_canvas, load_arrays
 
 SPLITS = ("train", "validation", "test")
 SIZES = {"train_size": 600, "validation_size": 120, "test_size": 120}

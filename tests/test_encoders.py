@@ -20,7 +20,7 @@ import numpy_reference as ref
 import pytest
 
 from attnlab import models
-from attnlab.config import load_config
+from attnlab.config_lib import load_config
 from attnlab.data.vocab import PAD_ID
 
 ATOL = 1e-4
@@ -48,7 +48,8 @@ CONFIGS = [
 
 
 def model_config(cell: str, bidirectional: bool, layers: int):
-    cfg = load_config(CONFIG).model
+    config = load_config(CONFIG)
+    cfg = config.model
     cfg.embed_dim = EMBED
     cfg.encoder.cell = cell
     cfg.encoder.hidden_dim = HIDDEN
@@ -56,7 +57,7 @@ def model_config(cell: str, bidirectional: bool, layers: int):
     cfg.encoder.bidirectional = bidirectional
     cfg.decoder_hidden_dim = 5
     cfg.attention.attn_dim = 3
-    return cfg
+    return config
 
 
 def randomize(shapes, seed: int):

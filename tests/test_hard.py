@@ -9,8 +9,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from attnlab import hard, models, train
-from attnlab.config import ConfigError, default_config, quick, validate
+from attnlab import hard, models, runner
+from attnlab.config import default_config, quick, validate
+from attnlab.config_lib import ConfigError
 
 SCORES = jnp.array([0.5, -1.0, 1.5, 0.2, 9.0])
 MASK = jnp.array([True, True, True, True, False])  # the large score sits on padding
@@ -70,12 +71,13 @@ def test_the_categorical_reinforce_gradient_is_unbiased():
 
 
 def _model(policy="categorical", flow="luong", baseline="moving_average", hidden=8):
-    c = default_config().model
+    config = default_config()
+    c = config.model
     c.decoder, c.score, c.embed_dim = flow, "general", 8
     c.encoder.hidden_dim, c.decoder_hidden_dim, c.attention.attn_dim = hidden, hidden, hidden
     c.attention.kind, c.attention.hard_policy = "hard", policy
     c.reinforce.baseline = baseline
-    return c, models.build_model(c, 12, 12)
+    return config, models.build_model(config, 12, 12)
 
 
 def _batch(seed=0):
@@ -91,7 +93,7 @@ def _batch(seed=0):
 def test_the_first_step_attends_to_the_argmax_of_the_soft_scores(flow):
     src, src_len, tgt_in = _batch()
     cfg, hard_model = _model(flow=flow)
-    cfg.attention.kind = "soft"
+    cfg.model.attention.kind = "soft"
     soft_model = models.build_model(cfg, 12, 12)
     params = models.init_params(soft_model, jax.random.key(3))
     _, alpha_soft = models.apply_batch(soft_model, params, src, src_len, tgt_in)
@@ -134,7 +136,7 @@ def _policy_and_ce_gradients(policy_kind, baseline):
     def losses(p):
         logits, _, policy = models.sample_batch(model, p, src, src_len, tgt_in, uniform)
         rewards = hard.step_rewards(logits, tgt_out, mask, "step_loss")
-        objective, _, _ = hard.policy_objective(policy, rewards, mask, 0.0, 1, cfg.reinforce)
+        objective, _, _ = hard.policy_objective(policy, rewards, mask, 0.0, 1, cfg.model.reinforce)
         return jnp.mean(-rewards), objective
 
     ce_grad = jax.grad(lambda p: losses(p)[0])(params)
@@ -198,7 +200,7 @@ def test_a_short_run_learns_reverse_with_sampled_positions(tmp_path):
     c.model.decoder_hidden_dim = c.model.attention.attn_dim = 32
     c.train.num_steps, c.train.eval_every, c.train.ckpt_every = 300, 300, 300
     c.train.tensorboard, c.train.num_heatmaps = False, 0
-    summary = train.train_and_evaluate(c, str(tmp_path))
+    summary = runner.train_and_evaluate(c, str(tmp_path))
     assert summary["eval/align_accuracy"] > 0.8  # chance is ~1/6
     assert summary["test/seq_accuracy"] > 0.5
     with open(os.path.join(tmp_path, "metrics.jsonl")) as f:

@@ -10,8 +10,12 @@ from attnlab import models
 from attnlab.config import default_config
 
 
-def _model(kind: str, window: int, score="general", hidden=8, feed=True, policy="categorical"):
-    c = default_config().model
+def _model(
+    kind: str, window: int, score="general", hidden=8, feed=True, policy="categorical", gauss=False
+):
+    config = default_config()
+    c = config.model
+    c.attention.local_m_gaussian = gauss
     c.attention.hard_policy = policy
     c.input_feeding = feed
     c.decoder, c.score, c.embed_dim = "luong", score, 8
@@ -19,7 +23,7 @@ def _model(kind: str, window: int, score="general", hidden=8, feed=True, policy=
     if score in ("dot", "scaled_dot", "concat_shared"):
         c.decoder_hidden_dim = 2 * hidden
     c.attention.kind, c.attention.window = kind, window
-    return models.build_model(c, 12, 12)
+    return models.build_model(config, 12, 12)
 
 
 def _batch(src_len=(7, 4), max_src=7, tgt=5, seed=0):
@@ -32,19 +36,23 @@ def _batch(src_len=(7, 4), max_src=7, tgt=5, seed=0):
 
 
 @pytest.mark.parametrize("score", ["general", "additive", "dot"])
-def test_a_window_covering_the_sentence_is_global_attention_times_the_gaussian(score):
+def test_a_window_covering_the_sentence_is_global_attention_eq7_or_times_the_gaussian(score):
     src, src_len, tgt_in = _batch()
     # Without input feeding the decoder states do not depend on earlier contexts, so every step
-    # compares the two kinds on the same state. 2D + 1 = 21 >= S = 7: the window covers it all.
-    soft, local = _model("soft", 3, score, feed=False), _model("local_m", 10, score, feed=False)
+    # compares the kinds on the same state. 2D + 1 = 21 >= S = 7: the window covers it all.
+    soft = _model("soft", 3, score, feed=False)
+    eq7 = _model("local_m", 10, score, feed=False)  # Luong et al. 2015: Eq. 7 alone
+    gauss = _model("local_m", 10, score, feed=False, gauss=True)  # the Gaussian as an option
     params = models.init_params(soft, jax.random.key(0))
     _, alpha_soft = models.apply_batch(soft, params, src, src_len, tgt_in)
-    _, alpha_local = models.apply_batch(local, params, src, src_len, tgt_in)
+    _, alpha_eq7 = models.apply_batch(eq7, params, src, src_len, tgt_in)
+    _, alpha_gauss = models.apply_batch(gauss, params, src, src_len, tgt_in)
+    np.testing.assert_allclose(np.asarray(alpha_eq7), np.asarray(alpha_soft), rtol=1e-5, atol=1e-6)
     t = np.arange(tgt_in.shape[1])[:, None]
     i = np.arange(src.shape[1])[None, :]
-    gauss = np.exp(-((i - t) ** 2) / (2 * (10 / 2) ** 2))  # sigma = D / 2, p_t = t
-    expected = np.asarray(alpha_soft) * gauss[None]
-    np.testing.assert_allclose(np.asarray(alpha_local), expected, rtol=1e-5, atol=1e-6)
+    factor = np.exp(-((i - t) ** 2) / (2 * (10 / 2) ** 2))  # sigma = D / 2, p_t = t
+    expected = np.asarray(alpha_soft) * factor[None]
+    np.testing.assert_allclose(np.asarray(alpha_gauss), expected, rtol=1e-5, atol=1e-6)
 
 
 def test_the_window_is_clipped_at_the_sentence_edges():

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from attnlab import train
+from attnlab import runner, train
 from attnlab.config import default_config, quick
 from attnlab.data.pipeline import get_datasets
 
@@ -42,7 +42,7 @@ def dates_run(data_dir, tmp_path_factory):
     config = tiny("dates", data_dir)
     config.eval.beam_size = 2
     workdir = tmp_path_factory.mktemp("dates_run")
-    return workdir, train.train_and_evaluate(config, str(workdir))
+    return workdir, runner.train_and_evaluate(config, str(workdir))
 
 
 def test_dates_train_with_beam_search_and_alignment_metrics(dates_run):
@@ -84,7 +84,7 @@ def test_tfds_translation_by_name_trains_under_mock_data(tmp_path):
     config.data.max_len = config.data.max_tgt_len = 64
     with tfds.testing.mock_data(num_examples=640):
         data = get_datasets(config.data, seed=0)
-        summary = train.train_and_evaluate(config, str(tmp_path / "run"))
+        summary = runner.train_and_evaluate(config, str(tmp_path / "run"))
     assert len(data.examples["train"]) == 640 and data.text_metrics == "bleu"
     assert data.src_vocab.size <= 40 + 4  # pieces plus the reserved ids
     assert summary["status"] == "completed"
@@ -149,7 +149,7 @@ def test_predict_cli_reads_stdin_counts_unknown_and_empty_lines(tmp_path, dates_
 
 
 def test_limits_that_leave_nothing_are_a_config_error(data_dir):
-    from attnlab.config import ConfigError
+    from attnlab.config_lib import ConfigError
 
     config = tiny("dates", data_dir)
     config.data.max_len = 2  # no rendered date is this short

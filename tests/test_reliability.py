@@ -13,8 +13,8 @@ import time
 import pytest
 from test_train import _records, _results, tiny_config
 
-from attnlab import train
-from attnlab.config import ConfigError
+from attnlab import runner
+from attnlab.config_lib import ConfigError
 from attnlab.writers import read_jsonl
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -26,13 +26,13 @@ def test_resume_inside_a_log_window_writes_the_same_log(tmp_path):
     config = tiny_config()
     config.train.ckpt_every, config.train.max_to_keep = 15, 5
     full = str(tmp_path / "full")
-    summary_full = train.train_and_evaluate(config, full)
+    summary_full = runner.train_and_evaluate(config, full)
     stopped = str(tmp_path / "stopped")
     shutil.copytree(full, stopped)
     for step in ("30", "40"):
         shutil.rmtree(os.path.join(stopped, "checkpoints", step))
     os.remove(os.path.join(stopped, "summary.json"))
-    summary_resumed = train.train_and_evaluate(config, stopped)
+    summary_resumed = runner.train_and_evaluate(config, stopped)
     assert _results(summary_resumed) == _results(summary_full)
     assert _records(stopped) == _records(full)
 
@@ -40,17 +40,17 @@ def test_resume_inside_a_log_window_writes_the_same_log(tmp_path):
 def test_a_workdir_with_another_config_is_refused_unless_forced(tmp_path):
     config = tiny_config()
     config.train.num_steps = 20
-    train.train_and_evaluate(config, str(tmp_path))
+    runner.train_and_evaluate(config, str(tmp_path))
     other = tiny_config()
     other.train.num_steps = 20
     other.optim.learning_rate, other.model.score = 1e-3, "general"
     with pytest.raises(ConfigError) as err:
-        train.train_and_evaluate(other, str(tmp_path))
+        runner.train_and_evaluate(other, str(tmp_path))
     message = str(err.value)
     assert "optim.learning_rate: 0.003 -> 0.001" in message
     assert "model.score: 'additive' -> 'general'" in message and "--force" in message
     other.model.score = "additive"  # same parameter shapes: the checkpoint still fits
-    summary = train.train_and_evaluate(other, str(tmp_path), force=True)
+    summary = runner.train_and_evaluate(other, str(tmp_path), force=True)
     assert summary["status"] == "completed"
     assert json.load(open(tmp_path / "config.json"))["optim"]["learning_rate"] == 1e-3
 
@@ -129,20 +129,14 @@ KILL_RUN = TINY_MODEL + (
 
 def _final_params(workdir):
     """The parameters of the last checkpoint of a finished KILL_RUN run."""
-    from attnlab.checkpoints import Checkpointer
-    from attnlab.config import apply_overrides, load_config
-    from attnlab.data.pipeline import get_datasets
+    from attnlab.config_lib import apply_overrides, load_config
 
     config = load_config(os.path.join(REPO, "configs", "reverse.py") + ":quick")
     overrides = (o.split("=", 1) for o in KILL_RUN)
     config = apply_overrides(config, {k: ast.literal_eval(v) for k, v in overrides})
-    data = get_datasets(config.data, config.seed)
-    model = train.models.build_model(config.model, data.src_vocab.size, data.tgt_vocab.size)
-    tx, _ = train.create_optimizer(config.optim, config.train.num_steps)
-    state = train.create_train_states(model, tx, [config.seed])
-    ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), 3)
-    assert ckpt.latest_step() == 80
-    return ckpt.restore(state)[0]
+    _, state, step = runner.restore(config, str(workdir))
+    assert step == 80
+    return state
 
 
 def _kill_and_resume(workdir, kill_after_line: int, env) -> int:
@@ -214,7 +208,7 @@ def test_two_identical_runs_write_byte_identical_results(tmp_path):
     config = tiny_config()
     config.train.num_steps = 20
     for name in ("a", "b"):
-        train.train_and_evaluate(config, str(tmp_path / name))
+        runner.train_and_evaluate(config, str(tmp_path / name))
     for name in ("metrics.jsonl", "summary.json", "config.json", "attention/examples.json"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
     assert (tmp_path / "a" / "timing.json").exists()  # speed lives apart and may differ
@@ -223,7 +217,7 @@ def test_two_identical_runs_write_byte_identical_results(tmp_path):
 def test_a_corrupted_checkpoint_is_a_clear_error_naming_what_to_delete(tmp_path):
     config = tiny_config()
     config.train.num_steps, config.train.tensorboard = 20, False
-    train.train_and_evaluate(config, str(tmp_path))
+    runner.train_and_evaluate(config, str(tmp_path))
     os.remove(tmp_path / "summary.json")
     for root, _, files in os.walk(tmp_path / "checkpoints" / "20"):
         for name in files:  # damage every array file of the latest checkpoint
@@ -253,7 +247,7 @@ def test_a_second_training_process_in_the_same_workdir_is_refused(tmp_path):
 
     with DirectoryLock(str(tmp_path), "run.lock", "training run"):
         with pytest.raises(ConfigError, match=f"another training run \\(pid {os.getpid()}"):
-            train.train_and_evaluate(tiny_config(), str(tmp_path))
+            runner.train_and_evaluate(tiny_config(), str(tmp_path))
     assert not (tmp_path / "metrics.jsonl").exists()  # refused before any work
 
 
@@ -290,7 +284,7 @@ def test_killing_a_sweep_stops_its_trial_and_the_re_run_finishes_it(tmp_path):
 
 
 def test_repeated_sigterm_is_ignored_a_second_ctrl_c_is_not():
-    with train.StopOnSignal() as stop:
+    with runner.StopOnSignal() as stop:
         os.kill(os.getpid(), signal.SIGTERM)
         os.kill(os.getpid(), signal.SIGTERM)  # e.g. a dying sweep: still saving, no abort
         time.sleep(0.01)  # handlers run between bytecodes

@@ -46,10 +46,10 @@ def test_self_attention_layer_matches_numpy_and_masks_padding(score):
 def test_self_attention_trains_through_the_runner(tmp_path):
     from test_train import tiny_config
 
-    from attnlab import train
+    from attnlab import runner
 
     config = tiny_config()
     config.model.encoder.self_attention = "general"
     config.train.num_steps = 20
-    summary = train.train_and_evaluate(config, str(tmp_path))
+    summary = runner.train_and_evaluate(config, str(tmp_path))
     assert summary["status"] == "completed" and np.isfinite(summary["eval/loss"])

@@ -7,7 +7,7 @@ import textwrap
 import pytest
 
 from attnlab import compare, sweep
-from attnlab.config import ConfigError
+from attnlab.config_lib import ConfigError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -45,7 +45,8 @@ def test_trial_names_are_file_system_safe_and_stable():
 def test_scores_sweep_config_has_valid_trials():
     trials = sweep.load_sweep(os.path.join(REPO, "configs", "sweeps", "scores.py"))
     assert len(trials) == 80 and len({t.name for t in trials}) == 80
-    from attnlab.config import apply_overrides, load_config, validate
+    from attnlab.config import validate
+    from attnlab.config_lib import apply_overrides, load_config
 
     base = os.path.join(REPO, "configs", "sweeps", "scores.py")
     for t in trials[::7]:
@@ -70,7 +71,7 @@ def get_config(arg=None):
 def get_sweep(arg=None):
     return [
         {"model.score": "general", "seed": 0},
-        {"model.score": "dot", "seed": 0},  # 8 vs 16 (bidirectional): fails validation
+        {"data.name": "tfds:no_such_set", "seed": 0},  # valid config, fails when loading data
         {"model.score": "general", "seed": 1},
     ]
 """
@@ -91,11 +92,11 @@ def test_sweep_records_a_failure_goes_on_and_skips_finished_trials(tmp_path, fas
     status = {t.name: t.status for t in trials}
     assert status == {
         "score=general,seed=0": "completed",
-        "score=dot,seed=0": "failed",
+        "name=tfds-no_such_set,seed=0": "failed",
         "score=general,seed=1": "completed",
     }
     failed = next(t for t in trials if t.status == "failed")
-    assert "exit code 2" in failed.error and "dot" in failed.error
+    assert "exit code 2" in failed.error and "no_such_set" in failed.error
     saved = json.load(open(out / sweep.STATUS_FILE))
     assert [t["status"] for t in saved["trials"]] == ["completed", "failed", "completed"]
     done = out / "score=general,seed=0" / "summary.json"
@@ -109,6 +110,22 @@ def test_sweep_records_a_failure_goes_on_and_skips_finished_trials(tmp_path, fas
     assert "| 2 |" in table
     for name in ("accuracy_by_length.png", "attention_grid.png", "curves_train_loss.png"):
         assert (out / "report" / name).stat().st_size > 0
+
+
+def test_a_sweep_with_an_invalid_trial_config_starts_no_trial(tmp_path):
+    config = tmp_path / "bad_sweep.py"
+    bad = SWEEP_FILE.replace(
+        '{"data.name": "tfds:no_such_set", "seed": 0}', '{"model.scor": "dot"}'
+    )
+    bad = bad.replace('{"model.score": "general", "seed": 1}', '{"model.score": "dot"}')
+    config.write_text(textwrap.dedent(bad))
+    with pytest.raises(ConfigError) as err:
+        sweep.run_sweep(str(config), str(tmp_path / "sweep"))
+    text = str(err.value)
+    assert "2 of 3 trials have an invalid config; no trial was started" in text
+    assert "trial 1 (scor=dot): unknown config field 'model.scor'" in text
+    assert "trial 2 (score=dot)" in text and "decoder_hidden_dim=8" in text  # 8 vs keys of 16
+    assert not (tmp_path / "sweep").exists()
 
 
 def test_sweep_index_runs_one_trial(tmp_path, fast_subprocesses):

@@ -8,9 +8,9 @@ import jax
 import numpy as np
 import pytest
 
-from attnlab import train
+from attnlab import runner
 from attnlab.checkpoints import Checkpointer
-from attnlab.config import load_config
+from attnlab.config_lib import load_config
 from attnlab.writers import read_jsonl
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -43,7 +43,7 @@ def converged(optimized, tmp_path_factory):
     out = {}
     for name, config in runs.items():
         workdir = str(tmp_path_factory.mktemp(name))
-        out[name] = (workdir, train.train_and_evaluate(config, workdir))
+        out[name] = (workdir, runner.train_and_evaluate(config, workdir))
     return out
 
 
@@ -99,7 +99,8 @@ def test_work_directory_contract(converged):
     seconds = json.load(open(os.path.join(workdir, "timing.json")))
     for key in ("train/tokens_per_sec", "compile_seconds", "wall_seconds"):
         assert seconds[key] > 0 and key not in saved
-    assert saved["compiled_programs"]["train"] == 1  # one length bucket -> one train program
+    assert seconds["compiled_programs"]["train"] == 1  # one length bucket -> one train program
+    assert "compiled_programs" not in saved  # a fact of this process, not a result
     assert Checkpointer(os.path.join(workdir, "checkpoints"), 2).latest_step() == 600
     assert len(saved["attention_maps"]) == 4
     tb = os.path.join(workdir, "tb")
@@ -141,33 +142,26 @@ def test_resume_after_a_stop_finishes_exactly_like_an_uninterrupted_run(tmp_path
         config.model.decoder, config.model.score = "luong", "general"
         config.model.attention.kind = "hard"
     full = str(tmp_path / "full")
-    summary_full = train.train_and_evaluate(config, full)
+    summary_full = runner.train_and_evaluate(config, full)
     # A run stopped after step 20 leaves the checkpoint at 20 and the log up to ~20 (and maybe
     # a few lines past it, written before the stop): make that state from the full run.
     stopped = str(tmp_path / "stopped")
     shutil.copytree(full, stopped)
     shutil.rmtree(os.path.join(stopped, "checkpoints", "40"))
     os.remove(os.path.join(stopped, "summary.json"))
-    summary_resumed = train.train_and_evaluate(config, stopped)
+    summary_resumed = runner.train_and_evaluate(config, stopped)
     assert _results(summary_resumed) == _results(summary_full)
     assert _records(stopped) == _records(full)  # no duplicated or missing steps, same values
     assert [r["step"] for r in _records(stopped)] == [10, 20, 30, 40]
-    state = train.create_train_states(
-        train.models.build_model(config.model, 14, 14),
-        train.create_optimizer(config.optim, 40)[0],
-        [0],
-    )
-    restored = [
-        Checkpointer(os.path.join(d, "checkpoints"), 2).restore(state)[0] for d in (full, stopped)
-    ]
+    restored = [runner.restore(config, d)[1] for d in (full, stopped)]  # latest checkpoints
     jax.tree.map(np.testing.assert_array_equal, restored[0].params, restored[1].params)
     np.testing.assert_array_equal(restored[0].reward_baseline, restored[1].reward_baseline)
 
 
 def test_rerun_of_a_finished_run_only_re_evaluates(tmp_path):
     config = tiny_config()
-    first = train.train_and_evaluate(config, str(tmp_path))
-    second = train.train_and_evaluate(config, str(tmp_path))
+    first = runner.train_and_evaluate(config, str(tmp_path))
+    second = runner.train_and_evaluate(config, str(tmp_path))
     assert _results(second) == _results(first)
     assert [r["step"] for r in read_jsonl(str(tmp_path / "metrics.jsonl"))] == [10, 20, 30, 40]
 
@@ -176,8 +170,8 @@ def test_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_pa
     config = tiny_config()
     config.optim.optimizer, config.optim.grad_clip_norm = "sgd", 0.0
     config.optim.learning_rate, config.optim.warmup_steps = 1e25, 0
-    with pytest.raises(train.NonFiniteLossError, match="between steps 1 and 10"):
-        train.train_and_evaluate(config, str(tmp_path))
+    with pytest.raises(runner.NonFiniteLossError, match="between steps 1 and 10"):
+        runner.train_and_evaluate(config, str(tmp_path))
     summary = json.load(open(tmp_path / "summary.json"))
     assert summary["status"] == "failed" and "non-finite" in summary["reason"]
     assert Checkpointer(str(tmp_path / "checkpoints"), 2).latest_step() is None
@@ -195,9 +189,9 @@ def test_num_seeds_matches_separate_runs_and_writes_a_directory_per_seed(tmp_pat
     for seed in (3, 4):
         single = tiny_config()
         single.train.num_steps, single.seed = 20, seed
-        singles.append(train.train_and_evaluate(single, str(tmp_path / f"single_{seed}")))
+        singles.append(runner.train_and_evaluate(single, str(tmp_path / f"single_{seed}")))
     config.seed, config.num_seeds, config.seed_batches = 3, 2, "independent"
-    together = train.train_and_evaluate(config, str(tmp_path / "together"))
+    together = runner.train_and_evaluate(config, str(tmp_path / "together"))
     for got, want in zip(together["per_seed"], singles, strict=True):
         _close(got, want)
     top = json.load(open(tmp_path / "together" / "summary.json"))
@@ -217,9 +211,9 @@ def test_num_seeds_matches_separate_runs_and_writes_a_directory_per_seed(tmp_pat
 def test_num_seeds_with_shared_batches(tmp_path):
     config = tiny_config()
     config.train.num_steps, config.num_seeds = 20, 2
-    together = train.train_and_evaluate(config, str(tmp_path / "shared"))
+    together = runner.train_and_evaluate(config, str(tmp_path / "shared"))
     single = tiny_config()
     single.train.num_steps = 20
-    alone = train.train_and_evaluate(single, str(tmp_path / "alone"))
+    alone = runner.train_and_evaluate(single, str(tmp_path / "alone"))
     _close(together["per_seed"][0], alone)  # seed 0 sees exactly its own batches
     assert together["per_seed"][1]["eval/loss"] != together["per_seed"][0]["eval/loss"]

@@ -23,7 +23,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from attnlab.config import ConfigError
+from attnlab.config_lib import ConfigError
 from attnlab.data import text
 from attnlab.data.vocab import Vocab
 
@@ -86,7 +86,7 @@ def _cap(items: list, count: int) -> list:
 
 def _raw_splits(data_cfg) -> dict[str, list[dict]]:
     """Every split as dicts with `src`, `tgt` (str), `refs` (list of str), `align` (or None)."""
-    from attnlab import datasets
+    from attnlab.data import builders as datasets
 
     limits = {
         "train": data_cfg.num_train,

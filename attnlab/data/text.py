@@ -44,6 +44,7 @@ import numpy as np
 import sentencepiece as spm
 import tensorflow_datasets as tfds
 
+from attnlab.config_lib import ConfigError
 from attnlab.data.vocab import SPECIALS, Vocab
 
 TFDS_PREFIX = "tfds:"
@@ -152,7 +153,10 @@ def _builder(name: str, data_dir: str | None):
         return tfds.builder(name, data_dir=data_dir)
     except (ValueError, AssertionError) as e:  # DatasetNotFoundError is a ValueError
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise ValueError(f"unknown TFDS dataset, config or version {name!r}: {first}") from e
+        raise ConfigError(
+            f"config.data.name='tfds:{name}' is invalid: unknown TFDS dataset, config or "
+            f"version ({first})"
+        ) from e
 
 
 def _text(value: Any) -> str:

@@ -1,23 +1,26 @@
 """The RAM family's base config: every field, its default, and why; `validate()`.
 
-`configs/ram_*.py` call `default_config()` and override only what differs. The `optim` and
-`train` sections are the seq2seq ones (`attnlab.config.default_config()`), with the same
-fields and meaning, so sweeps, `compare` and the runner's options read the same.
+`configs/ram_*.py` call `default_config()` and override only what differs. The top-level,
+`optim` and `train` fields are every family's (`attnlab.config_lib`), with the same meaning,
+so sweeps, `compare`, seeds as a batch axis and the runner's options read the same.
 """
 
 from __future__ import annotations
 
 import ml_collections
 
-from attnlab.config import (
-    ConfigError,
+from attnlab.config_lib import (
+    add_run_fields,
+    optim_section,
+    raise_if,
     require,
     require_choice,
     require_full_batch,
     require_positive,
+    train_section,
     validate_optim_train,
+    validate_run_fields,
 )
-from attnlab.config import default_config as seq2seq_config
 from attnlab.ram.model import CORES, LOCATIONS
 
 FAMILY = "ram"
@@ -28,10 +31,8 @@ DIGIT_SIZE = {"digits": 8, "tfds:mnist": 28}
 
 def default_config() -> ml_collections.ConfigDict:
     """Every field with its default: learned glimpses on the uncluttered 32x32 digits canvas."""
-    base = seq2seq_config()
     c = ml_collections.ConfigDict()
-    c.family = FAMILY  # selects this runner in `python -m attnlab train`
-    c.seed = 0  # parameter init, batch order and sampled locations
+    add_run_fields(c, FAMILY)  # seed: parameter init, batch order and sampled locations
 
     c.data = d = ml_collections.ConfigDict()
     # digits: scikit-learn's 8x8 digits (attnlab_digits_canvas, generated, no download) |
@@ -68,16 +69,12 @@ def default_config() -> ml_collections.ConfigDict:
     # False: it trains the core and glimpse network too, as in the paper
     m.detach_policy = True
 
-    c.optim = ml_collections.ConfigDict(base.optim.to_dict())  # as attnlab.config
+    c.optim = optim_section()
     c.optim.learning_rate = 3e-3  # Adam; trained faster than 1e-3 at equal steps here
     c.optim.schedule = "cosine"
 
-    c.train = t = ml_collections.ConfigDict(base.train.to_dict())  # as attnlab.config
+    c.train = t = train_section(best_metric="eval/error")
     t.num_steps = 8000
-    t.log_every = 100
-    t.eval_every = 1000
-    t.ckpt_every = 1000
-    t.best_metric = "eval/error"
     t.num_heatmaps = 8  # validation examples drawn with their glimpse paths at the end
     return c
 
@@ -136,15 +133,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
     """Raises `ConfigError` listing every invalid field, its value and what is allowed."""
     errors: list[str] = []
     require(errors, config.family == FAMILY, "family", config.family, f"must be {FAMILY!r}")
-    require(
-        errors,
-        isinstance(config.seed, int) and config.seed >= 0,
-        "seed",
-        config.seed,
-        "must be an int >= 0",
-    )
+    validate_run_fields(errors, config)
     _validate_data(errors, config.data)
     _validate_model(errors, config.model)
     validate_optim_train(errors, config.optim, config.train)
-    if errors:
-        raise ConfigError("invalid config:\n  " + "\n  ".join(errors))
+    raise_if(errors)

@@ -26,8 +26,8 @@ import dataclasses
 import numpy as np
 import tensorflow_datasets as tfds
 
-from attnlab.datasets import _read_batch, digits_canvas, load_arrays
-from attnlab.datasets.digits_canvas import DigitsCanvasConfig
+from attnlab.data.builders import _read_batch, digits_canvas, load_arrays
+from attnlab.data.builders.digits_canvas import DigitsCanvasConfig
 
 SPLITS = ("train", "validation", "test")
 MNIST = "tfds:mnist"

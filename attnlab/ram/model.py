@@ -188,9 +188,9 @@ class RecurrentAttentionModel(nn.Module):
         return Outputs(logits, locs, means, log_probs, baselines)
 
 
-def build_model(model_cfg) -> RecurrentAttentionModel:
-    """`config.model` of the RAM family -> the module (the only reader of that section)."""
-    m = model_cfg
+def build_model(config) -> RecurrentAttentionModel:
+    """A whole RAM config -> the module (the only reader of `config.model`)."""
+    m = config.model
     return RecurrentAttentionModel(
         patch=m.patch,
         scales=m.scales,

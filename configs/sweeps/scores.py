@@ -10,8 +10,8 @@ the `:quick` model. Scores that need equal query and key sizes (dot, scaled_dot,
 get a decoder of 128 = the bidirectional key size; the others keep the quick decoder of 64.
 """
 
-from attnlab.config import SAME_SIZE_SCORES, default_config, quick
-from attnlab.scores import SCORE_NAMES
+from attnlab.config import default_config, quick
+from attnlab.scores import SCORE_NAMES, needs_equal_sizes
 
 SEEDS = (0, 1, 2, 3, 4)
 
@@ -29,7 +29,7 @@ def get_sweep(arg: str | None = None):
         for score in SCORE_NAMES:
             for seed in SEEDS:
                 trial = {"model.decoder": decoder, "model.score": score, "seed": seed}
-                if score in SAME_SIZE_SCORES:
+                if needs_equal_sizes(score):
                     trial["model.decoder_hidden_dim"] = key_dim
                 trials.append(trial)
     return trials

@@ -12,7 +12,8 @@ window of 9 of up to 20 positions), and hard attention sampling from the `genera
 REINFORCE (negative step loss as reward, moving-average baseline, entropy bonus 0.01).
 """
 
-from attnlab.config import apply_overrides, default_config, quick
+from attnlab.config import default_config, quick
+from attnlab.config_lib import apply_overrides
 
 VARIANTS = {
     "general": {"model.score": "general"},

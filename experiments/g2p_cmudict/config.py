@@ -13,7 +13,7 @@ per score (`--config.num_seeds=3` gives three, at three times the cost on a CPU)
 
 import os
 
-from attnlab.config import load_config
+from attnlab.config_lib import load_config
 
 _MAIN = os.path.join(os.path.dirname(__file__), "..", "..", "configs", "g2p.py")
 

@@ -14,8 +14,8 @@ bidirectional key size. 8 scores x 2 orders = 16 runs per task, each training it
 vmapped program with independent batch orders.
 """
 
-from attnlab.config import SAME_SIZE_SCORES, default_config, quick
-from attnlab.scores import SCORE_NAMES
+from attnlab.config import default_config, quick
+from attnlab.scores import SCORE_NAMES, needs_equal_sizes
 
 
 def get_config(arg: str | None = None):
@@ -31,7 +31,7 @@ def get_sweep(arg: str | None = None):
     for decoder in ("bahdanau", "luong"):
         for score in SCORE_NAMES:
             trial = {"model.decoder": decoder, "model.score": score}
-            if score in SAME_SIZE_SCORES:
+            if needs_equal_sizes(score):
                 trial["model.decoder_hidden_dim"] = key_dim
             trials.append(trial)
     return trials

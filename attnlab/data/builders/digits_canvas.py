@@ -14,7 +14,7 @@ import dataclasses
 import numpy as np
 import tensorflow_datasets as tfds
 
-from attnlab.datasets.base import ArrayRecordBuilder
+from attnlab.data.builders.base import ArrayRecordBuilder
 
 # The digits split by image (fixed, independent of the config): a permutation of the 1797
 # images by this seed; the first 250 are validation, the next 250 test, the rest train.
@@ -182,7 +182,7 @@ class AttnlabDigitsCanvas(ArrayRecordBuilder):
     """8x8 digits at random positions on a canvas, with optional clutter (no download).
 
     Written as array_record (`ArrayRecordBuilder`); read it with `as_data_source()` /
-    `tfds.data_source`, or into numpy arrays with `attnlab.datasets.load_arrays`.
+    `tfds.data_source`, or into numpy arrays with `attnlab.data.builders.load_arrays`.
     """
 
     name = "attnlab_digits_canvas"

@@ -18,7 +18,7 @@ import unicodedata
 import numpy as np
 import tensorflow_datasets as tfds
 
-from attnlab.datasets.base import ArrayRecordBuilder
+from attnlab.data.builders.base import ArrayRecordBuilder
 
 LOCALES = (
     "en_US",

@@ -7,7 +7,7 @@ generated locally (no download) and written as array_record, the format TFDS rea
 TensorFlow; read them with `as_data_source()` / `tfds.data_source` (not `tfds.load`), or load
 a whole split into memory with `load_split`::
 
-    from attnlab.datasets import load_split
+    from attnlab.data.builders import load_split
 
     train = load_split("g2p", "train")          # [{"word": "tank", "phonemes": "T AE NG K", ...}]
     test = load_split("dates", "test", config="small")
@@ -21,9 +21,9 @@ from typing import Any
 import numpy as np
 import tensorflow_datasets as tfds
 
-from attnlab.datasets.dates import AttnlabDates, DatesConfig
-from attnlab.datasets.digits_canvas import AttnlabDigitsCanvas, DigitsCanvasConfig
-from attnlab.datasets.g2p import AttnlabG2p, G2pConfig
+from attnlab.data.builders.dates import AttnlabDates, DatesConfig
+from attnlab.data.builders.digits_canvas import AttnlabDigitsCanvas, DigitsCanvasConfig
+from attnlab.data.builders.g2p import AttnlabG2p, G2pConfig
 
 __all__ = [
     "AttnlabDates",

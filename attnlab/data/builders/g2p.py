@@ -15,7 +15,7 @@ import re
 
 import tensorflow_datasets as tfds
 
-from attnlab.datasets.base import ArrayRecordBuilder
+from attnlab.data.builders.base import ArrayRecordBuilder
 
 _WORD_RE = re.compile(r"^[a-z']+$")
 _STRESS_RE = re.compile(r"[0-9]")

@@ -1,0 +1,168 @@
+"""Model families: what the runner needs to know about a kind of model, and the registry.
+
+A family (`seq2seq`: attention in sequence-to-sequence models; `ram`: the recurrent attention
+model of visual attention) declares in one place:
+
+- its config: `default_config()` (with `family = <name>`), `quick(config)`, `validate(config)`
+  (by default those of its `config_module`);
+- its metrics: every name its evaluations log, each with its direction (`metrics`), which
+  `train.best_metric`, keep-best checkpoints and `compare` read;
+- its throughput: the per-step count that speed is measured in (`throughput`: tokens for
+  seq2seq, examples for RAM), which goes to `timing.json`, not to the results;
+- `build(config, mesh)`: its data, model, loss and evaluation for one run, as an
+  `Experiment` (see `Experiment` for the interface the runner drives).
+
+The runner (`attnlab.runner`) trains any family: checkpoints and exact resume, signals, the
+log, summaries, seeds as a batch axis and data parallelism are its job, not the family's.
+A new family registers itself with `register(family)` (a config file may do it, so that a
+family outside this package trains with `python -m attnlab train --config=that_file.py`).
+
+The built-in families are imported only when first asked for, so that this module stays light
+(the command line's `--help` does not start JAX).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+from typing import Any
+
+from attnlab.config_lib import ConfigError, raise_if, require
+
+DEFAULT = "seq2seq"  # the family of a config that does not name one (runs saved before families)
+# name -> module that defines `FAMILY` (imported on first use)
+_BUILTIN = {"seq2seq": "attnlab.train", "ram": "attnlab.ram.train"}
+_REGISTERED: dict[str, Family] = {}
+
+
+class Family:
+    """A model family (see the module docstring). Subclasses set the class attributes and
+    implement the methods."""
+
+    name: str = ""
+    # every metric name its evaluations may log -> True when higher is better
+    metrics: Mapping[str, bool] = {}
+    # the metrics `compare` puts in its table by default, in order
+    report_metrics: tuple[str, ...] = ()
+    # (the train sums' key that counts work per step, the name its rate is logged under)
+    throughput: tuple[str, str] = ("examples", "train/examples_per_sec")
+    # the progress display's fields (label -> train-log key), and the log line's keys
+    progress_keys: Mapping[str, str] = {"loss": "train/loss"}
+    brief_keys: tuple[str, ...] = ("train/loss",)
+
+    # the family's config module: `default_config()`, `quick(config)`, `validate(config)`
+    config_module: Any = None
+    # the `Experiment` subclass that `build` makes: `experiment_class(config, mesh)`
+    experiment_class: type | None = None
+
+    def default_config(self):
+        return self.config_module.default_config()
+
+    def quick(self, config):
+        """Shrinks `config` to a run of well under a minute on 2 CPU cores."""
+        return self.config_module.quick(config)
+
+    def validate(self, config) -> None:
+        """Raises `ConfigError` listing every invalid field of the family's sections."""
+        self.config_module.validate(config)
+
+    def build(self, config, mesh) -> Experiment:
+        """The family's part of one run (data, model, loss, evaluation)."""
+        return self.experiment_class(config, mesh)
+
+    def higher_is_better(self, metric: str) -> bool:
+        """The direction of `metric` (a name from `metrics`, or `split/name` of one)."""
+        if metric in self.metrics:
+            return self.metrics[metric]
+        short = metric.rsplit("/", 1)[-1]
+        known = {m.rsplit("/", 1)[-1]: up for m, up in self.metrics.items()}
+        return known.get(short, True)
+
+
+class Experiment:
+    """One run's family-specific parts, built by `Family.build(config, mesh)`.
+
+    Per seed and pure (the runner vmaps them over the seed axis and jits them):
+      `init_params(rng) -> params`;
+      `loss(params, batch, state) -> (loss, (sums, state_updates))`: `sums` a dict of float32
+        sums (it must hold `loss_sum` and the throughput key), `state_updates` a dict of
+        `TrainState` fields to replace (e.g. a moving baseline) or `{}`. Randomness comes from
+        `fold_in(state.rng, state.step)`.
+    On the host:
+      `train_stream(seed)`: an object whose `batch(step)` is the training batch of `step` (a
+        dict of numpy arrays, a pure function of the step); `stack_batches(batches)` stacks
+        one batch per seed (`seed_batches = "independent"`);
+      `train_record(sums) -> {"train/<name>": value}` from one seed's summed log window;
+      `evaluate(params, final) -> (metrics, extras, outputs)`: `params` with the seed axis;
+        per seed the metrics (`{"eval/...": v}`), the extra summary fields, and whatever
+        `artefacts` needs; `final`: the end-of-run evaluation (all splits, final decoding);
+      `artefacts(run_dir, outputs, k) -> dict`: draws seed `k`'s pictures into `run_dir`,
+        returns the summary fields naming them;
+      `summary_fields() -> dict`: facts of the run for every summary (e.g. the decoding);
+      `programs`: the `devices.Compiled` programs it built (counted in the timing).
+    """
+
+    programs: dict = {}
+
+    def stack_batches(self, batches: list[dict]) -> dict:
+        import numpy as np
+
+        return {k: np.stack([b[k] for b in batches]) for k in batches[0]}
+
+    def summary_fields(self) -> dict:
+        return {}
+
+    def artefacts(self, run_dir: str, outputs: Any, k: int) -> dict:
+        return {}
+
+
+def register(family: Family) -> Family:
+    """Makes `family` available under `family.name` (replacing one of that name)."""
+    if not family.name:
+        raise ValueError("a family needs a name")
+    _REGISTERED[family.name] = family
+    return family
+
+
+def names() -> list[str]:
+    """The names of the built-in and registered families."""
+    return sorted(set(_BUILTIN) | set(_REGISTERED))
+
+
+def get(name: str) -> Family:
+    """The family called `name` (`ConfigError` listing the known ones when there is none)."""
+    if name not in _REGISTERED and name in _BUILTIN:
+        importlib.import_module(_BUILTIN[name])  # registers its FAMILY
+    if name not in _REGISTERED:
+        raise ConfigError(
+            f"config.family={name!r} is invalid: must be one of {', '.join(names())} "
+            "(a family outside attnlab registers itself with attnlab.families.register)"
+        )
+    return _REGISTERED[name]
+
+
+def name_of(config) -> str:
+    """The family a config (a ConfigDict or a plain dict) belongs to."""
+    return config.get("family", DEFAULT) or DEFAULT
+
+
+def of(config) -> Family:
+    """The family a config belongs to."""
+    return get(name_of(config))
+
+
+def validate(config) -> None:
+    """Validates a config of any family: the family's own `validate`, then the checks that
+    need its metric list (`train.best_metric` must be one of the family's metrics)."""
+    family = of(config)
+    family.validate(config)
+    errors: list[str] = []
+    best = config.train.best_metric
+    require(
+        errors,
+        best in family.metrics,
+        "train.best_metric",
+        best,
+        f"must be a metric of the {family.name} family: {', '.join(sorted(family.metrics))}",
+    )
+    raise_if(errors)
