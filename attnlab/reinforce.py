@@ -35,12 +35,6 @@ def moving_average(average, reward, decay: float = 0.9, where=None):
     return decay * average + (1.0 - decay) * jnp.mean(jax.lax.stop_gradient(reward), where=where)
 
 
-def categorical_entropy(logits):
-    """Entropy of `softmax(logits)` over the last axis (the exploration bonus)."""
-    log_p = jax.nn.log_softmax(logits)
-    return -jnp.sum(jnp.exp(log_p) * log_p, axis=-1)
-
-
 def gaussian_log_prob(x, mean, log_std):
     """`log N(x; mean, exp(log_std)^2)`, summed over the last axis (a location policy)."""
     var = jnp.exp(2.0 * log_std)

@@ -57,6 +57,3 @@ class Vocab:
                 continue
             out.append(self.tokens[i] if 0 <= i < len(self.tokens) else UNK)
         return out
-
-    def to_json(self) -> dict:
-        return {"tokens": self.tokens}
