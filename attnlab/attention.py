@@ -71,7 +71,9 @@ class AttentionKind:
     @classmethod
     def from_config(cls, model_cfg) -> AttentionKind:
         section = model_cfg.attention
-        return cls(**{f.name: section[f.name] for f in dataclasses.fields(cls)})
+        return cls(
+            **{f.name: section[f.name] for f in dataclasses.fields(cls) if f.name in section}
+        )
 
     @classmethod
     def constraint_errors(cls, order: str, score: str, content_based: bool) -> list[str]:

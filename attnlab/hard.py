@@ -169,13 +169,8 @@ class Hard(AttentionKind):
 
     @classmethod
     def from_config(cls, model_cfg) -> Hard:
-        a = model_cfg.attention
-        return cls(
-            hard_policy=a.hard_policy,
-            hard_std=a.hard_std,
-            hard_learned_std=a.hard_learned_std,
-            learned_baseline=model_cfg.reinforce.baseline == "learned",
-        )
+        learned = model_cfg.reinforce.baseline == "learned"  # not an attention field
+        return dataclasses.replace(super().from_config(model_cfg), learned_baseline=learned)
 
     @property
     def is_gaussian(self) -> bool:
