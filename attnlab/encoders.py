@@ -2,13 +2,13 @@
 
 Per example: `src: [S]` token ids and `src_len: []` -> all states `H: [S, d_k]` and a final state
 `[d_k]`, with `d_k = hidden_dim * (2 if bidirectional else 1)`. Keeping all of `H` is what lets
-the decoder attend (the seed's step 1); the final state initialises the decoder and is the only
+the decoder attend; the final state initialises the decoder and is the only
 thing the no-attention baseline sees.
 
 Optionally (`self_attention="<score>"`), one self-attention layer over the RNN states follows:
 every position attends over all positions of the same sentence with that score function
 (query `h_i`, keys `H`, padding masked), and `H <- LayerNorm(H + C)` with `C [S, d_k]` the
-contexts: the seed's "attention within the input elements". Padded rows stay zero.
+contexts: attention within the input elements. Padded rows stay zero.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Alignment score functions `score(q, H) -> e`, one Flax module each (DESIGN.md §1).
+"""Alignment score functions `score(q, H) -> e`, one Flax module each.
 
 Every module is written **per example**: the query is `q: [d_q]` (a decoder state), the keys are
 `H: [S, d_k]` (encoder states), the scores are `e: [S]`. Batching is `jax.vmap` of the model that
