@@ -5,10 +5,10 @@
 
 The gold alignment is the stable sorting permutation; with repeated symbols any of their
 positions would do, so align_accuracy stays well below 1. Measured with `:quick` (seed 0,
-2-core CPU, ~15 s): Bahdanau/additive eval/seq_accuracy 1.000 (align 0.695); Luong/general
-0.988 (align 0.733); the no-attention baseline 0.996: sorting needs only the symbol counts,
+2-core CPU, ~15-20 s): Bahdanau/additive eval/seq_accuracy 1.000 (align 0.696); Luong/general
+0.984 (align 0.739); the no-attention baseline 0.996: sorting needs only the symbol counts,
 which the final encoder state holds, so attention is not needed here (it does generalise
-better to the unseen lengths 11-15: 0.445 for Bahdanau/additive against 0.352).
+better to the unseen lengths 11-15: 0.422 for Bahdanau/additive against 0.352).
 """
 
 from attnlab.config import default_config, quick
