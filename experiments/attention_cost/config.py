@@ -6,8 +6,9 @@
 
 Luong order throughout (local attention needs it), the `:quick` model (bidirectional GRU 64,
 decoder 64) on sources of 5-20 symbols (longer split 21-30), 1500 steps with cosine decay.
-Variants: global `general` and `additive`, `local_m` and `local_p` with half-width D = 4 (a
-window of 9 of up to 20 positions), and hard attention sampling from the `general` scores
+Variants: global `general` and `additive`, `local_m` (Eq. 7; `local_m_gaussian`: times the
+Gaussian of Eq. 10 too) and `local_p` with half-width D = 4 (a window of 9 of up to 20
+positions), and hard attention sampling from the `general` scores
 (`hard`, categorical) or from a Gaussian location policy (`hard_gaussian`), trained with
 REINFORCE (negative step loss as reward, moving-average baseline, entropy bonus 0.01).
 """
@@ -18,7 +19,11 @@ from attnlab.config_lib import apply_overrides
 VARIANTS = {
     "general": {"model.score": "general"},
     "additive": {"model.score": "additive"},
-    "local_m": {"model.attention.kind": "local_m"},
+    "local_m": {"model.attention.kind": "local_m"},  # Eq. 7 alone, as the paper
+    "local_m_gaussian": {
+        "model.attention.kind": "local_m",
+        "model.attention.local_m_gaussian": True,
+    },
     "local_p": {"model.attention.kind": "local_p"},
     "hard": {"model.attention.kind": "hard"},
     "hard_gaussian": {"model.attention.kind": "hard", "model.attention.hard_policy": "gaussian"},
