@@ -8,6 +8,7 @@ import pytest
 from scipy import stats
 
 from attnlab import compare
+from attnlab.config_lib import ConfigError
 
 
 def test_mean_ci_by_hand():
@@ -116,3 +117,11 @@ def test_lower_is_better_metrics_pick_the_smallest(tmp_path):
     table = compare.compare([str(tmp_path)], best_metric="test/wer")
     general = next(line for line in table.splitlines() if "score=general" in line)
     assert "(best)" in general and "test/wer" in table.splitlines()[0]
+
+
+def test_an_unknown_metric_lists_the_runs_metrics(tmp_path):
+    _fake_run(str(tmp_path), "general", 0, 0.5)
+    with pytest.raises(ConfigError) as err:
+        compare.compare([str(tmp_path)], best_metric="eval/seq_acc")
+    assert "--metric=eval/seq_acc is not a metric of these runs" in str(err.value)
+    assert "eval/seq_accuracy" in str(err.value) and "eval/loss" in str(err.value)

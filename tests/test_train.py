@@ -161,9 +161,11 @@ def test_resume_after_a_stop_finishes_exactly_like_an_uninterrupted_run(tmp_path
 def test_rerun_of_a_finished_run_only_re_evaluates(tmp_path):
     config = tiny_config()
     first = runner.train_and_evaluate(config, str(tmp_path))
+    timing = (tmp_path / "timing.json").read_bytes()
     second = runner.train_and_evaluate(config, str(tmp_path))
     assert _results(second) == _results(first)
     assert [r["step"] for r in read_jsonl(str(tmp_path / "metrics.jsonl"))] == [10, 20, 30, 40]
+    assert (tmp_path / "timing.json").read_bytes() == timing  # the training's speed stays
 
 
 def test_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
