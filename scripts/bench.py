@@ -3,7 +3,7 @@
     python scripts/bench.py                          # all scores x both orders (~15 min, 2 cores)
     python scripts/bench.py --scores=additive --decoders=luong --steps=100
 
-Fixed model (the comparison point named in the README): bidirectional GRU encoder (hidden 128,
+Fixed model (the one docs/speed.md reports): bidirectional GRU encoder (hidden 128,
 embedding 64), GRU decoder hidden 128, batch 64, `reverse` with lengths 5-30. Scores that need
 equal query and key sizes (dot, scaled_dot, concat_shared) run with decoder hidden 256 (= the
 bidirectional key size) and are marked so. Columns:
