@@ -10,9 +10,18 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import shutil
 import sys
 
 from tqdm.auto import tqdm
+
+
+def _size() -> os.terminal_size:
+    """The terminal's size, or 100 x 24 where it reports none: a bare pseudo-terminal reports
+    0 x 0, and tqdm hides a bar outside 0 rows."""
+    size = shutil.get_terminal_size(fallback=(100, 24))
+    return os.terminal_size((size.columns or 100, size.lines or 24))
 
 
 def _in_notebook() -> bool:
@@ -20,7 +29,9 @@ def _in_notebook() -> bool:
 
 
 def _format(value) -> str:
-    return f"{value:,.4g}" if isinstance(value, float) else str(value)
+    if not isinstance(value, float):
+        return str(value)
+    return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4g}"
 
 
 class _AboveBar:
@@ -85,7 +96,8 @@ class Progress:
             file=self.stream,
             disable=not enabled,
             mininterval=interval,
-            dynamic_ncols=True,
+            ncols=_size().columns,
+            nrows=_size().lines,
             leave=True,
             bar_format="{desc} {n}/{total} [{percentage:3.0f}%] {elapsed}<{remaining}{postfix}",
         )
