@@ -2,6 +2,7 @@
 
 import io
 import logging
+import os
 
 from attnlab.progress import Progress
 
@@ -53,3 +54,11 @@ def test_log_lines_are_written_above_the_bar_and_the_handler_is_restored():
     logged = [line for line in lines if "LOG" in line]
     # The log line is a line of its own: the bar was cleared before it, never glued to it.
     assert logged == ["LOG step 10: loss=1.0"]
+
+
+def test_draws_where_the_terminal_reports_no_size(monkeypatch):
+    monkeypatch.setattr("shutil.get_terminal_size", lambda fallback=None: os.terminal_size((0, 0)))
+    out = Terminal()
+    with Progress(10, label="train", stream=out, interval=0.0) as bar:
+        bar.update(5, loss=0.5)
+    assert "train 5/10 [ 50%]" in out.getvalue()
