@@ -186,8 +186,11 @@ def _train(cli: _Cli) -> int:
     from attnlab import runner
 
     summary = runner.train_and_evaluate(cli.config(), cli.value("workdir"), cli.value("force"))
-    keys = sorted(k for k in summary if k.startswith(("eval", "test")))
-    print("\n".join(f"{k}: {summary[k]:.4f}" for k in keys if _is_number(summary[k])))
+    seeds = summary.get("per_seed", [summary])  # several seeds: each seed's final metrics
+    for k, results in enumerate(seeds):
+        prefix = f"seed {cli.config().seed + k}: " if len(seeds) > 1 else ""
+        keys = sorted(n for n in results if n.startswith(("eval", "test")))
+        print("\n".join(f"{prefix}{n}: {results[n]:.4f}" for n in keys if _is_number(results[n])))
     return 0
 
 
