@@ -98,6 +98,19 @@ def trial_name(overrides: dict) -> str:
     return name
 
 
+def sweep_axes(trials: list[Trial]) -> list[str]:
+    """The fields the sweep varies: those every trial sets, with more than one value among the
+    trials (in their order of first appearance). A field only some trials set is implied by
+    the others (e.g. a decoder size that follows the score), not an axis."""
+    keys = dict.fromkeys(k for t in trials for k in t.overrides)
+    return [
+        k
+        for k in keys
+        if all(k in t.overrides for t in trials)
+        and len({json.dumps(t.overrides[k], sort_keys=True) for t in trials}) > 1
+    ]
+
+
 def load_sweep(config_path: str) -> list[Trial]:
     """Trials of `get_sweep([arg])` of `path/to/config.py[:arg]` (names made unique if needed)."""
     path, _, arg = config_path.partition(":")
@@ -227,6 +240,7 @@ def run_sweep(
     """
     backend = backend or LocalBackend(parallel)
     trials = load_sweep(config_path)
+    axes = sweep_axes(trials)  # of the whole sweep, also when one job runs one trial
     if index is not None:
         if not 0 <= index < len(trials):
             raise ConfigError(f"sweep.index={index} is invalid: the sweep has {len(trials)} trials")
@@ -235,28 +249,32 @@ def run_sweep(
     os.makedirs(sweep_dir, exist_ok=True)
     # One whole sweep per directory at a time; the jobs of a job array (index) share it.
     with contextlib.nullcontext() if index is not None else SweepLock(sweep_dir):
-        return _run_trials(config_path, sweep_dir, trials, backend, on_done, common_overrides)
+        status = functools.partial(_write_status, sweep_dir, config_path, axes=axes)
+        return _run_trials(
+            config_path, sweep_dir, trials, backend, on_done, common_overrides, status
+        )
 
 
-def _run_trials(config_path, sweep_dir, trials, backend, on_done, common_overrides):
+def _run_trials(config_path, sweep_dir, trials, backend, on_done, common_overrides, status):
     for t in trials:
         if trial_status(os.path.join(sweep_dir, t.name)) == "completed":
             t.status = "completed"
     todo = [t for t in trials if t.status != "completed"]
-    _write_status(sweep_dir, config_path, trials)
+    status(trials)
     job = functools.partial(run_trial, config_path, sweep_dir=sweep_dir, common=common_overrides)
     by_index = {t.index: t for t in trials}
     for result in backend.run(job, todo):
         trial = by_index[result.index]  # a remote backend returns a copy
         trial.status, trial.error, trial.seconds = result.status, result.error, result.seconds
-        _write_status(sweep_dir, config_path, trials)
+        status(trials)
         if on_done is not None:
             on_done(trial, trials)
     return trials
 
 
-def _write_status(sweep_dir: str, config_path: str, trials: list[Trial]) -> None:
-    """`sweep.json`; with a job array each job only knows its own trial, so merge by name."""
+def _write_status(sweep_dir: str, config_path: str, trials: list[Trial], axes=()) -> None:
+    """`sweep.json`: the config, the sweep's axes (`sweep_axes`) and every trial's status; with
+    a job array each job only knows its own trial, so merge by name."""
     path = os.path.join(sweep_dir, STATUS_FILE)
     known = {}
     if os.path.exists(path):
@@ -264,4 +282,4 @@ def _write_status(sweep_dir: str, config_path: str, trials: list[Trial]) -> None
             known = {t["name"]: t for t in json.load(f).get("trials", [])}
     known.update({t.name: asdict(t) for t in trials})
     ordered = sorted(known.values(), key=lambda t: t["index"])
-    write_json_atomic(path, {"config": config_path, "trials": ordered})
+    write_json_atomic(path, {"config": config_path, "axes": list(axes), "trials": ordered})

@@ -170,6 +170,6 @@ def test_every_experiment_config_and_each_trial_validates():
 
     assert len(EXPERIMENT_CONFIGS) >= 2
     for path in EXPERIMENT_CONFIGS:
-        for arg in ("", ":sort") if "score_functions" in path else ("",):
+        for arg in ("", ":dates", ":g2p") if "score_functions" in path else ("",):
             for trial in load_sweep(path + arg):
                 validate(apply_overrides(load_config(path + arg), trial.overrides))
