@@ -24,6 +24,7 @@ _PUBLIC = {
     "build_model": "attnlab.models",
     "default_config": "attnlab.config",
     "load_config": "attnlab.config_lib",
+    "load_runs": "attnlab.compare",
     "validate": "attnlab.families",
     "train_and_evaluate": "attnlab.runner",
 }

@@ -46,7 +46,7 @@ COMMANDS = {
     "compare": (
         "Tables (mean ± 95% CI over seeds, paired tests) and plots of the runs under DIRs.",
         "DIR [DIR...]",
-        ("metric", "out", "verbose"),
+        ("metric", "out", "facet", "verbose"),
     ),
     "predict": (
         "Predictions of a trained seq2seq run for new inputs, one per line.",
@@ -91,6 +91,8 @@ FLAG_HELP = {
     "(--sweep.ray_address, --sweep.cpus_per_trial, --sweep.gpus_per_trial)",
     "metric": "the metric that ranks the variants (default: the runs' train.best_metric)",
     "out": "the report directory (default: <first DIR>/report)",
+    "facet": "the field whose values the figures draw in separate panels (default: the "
+    "family's, e.g. model.decoder, when the variants differ in it)",
     "input": "a file with one source per line (- = stdin)",
     "output": "where the predictions go (- = stdout)",
     "heatmaps": "draw one attention map per input into this directory",
@@ -136,7 +138,7 @@ def _define_flags(command: str, flag_values, argv: list[str]) -> None:
     config_on = dict(on, sys_argv=argv)
     if "config" in names:
         config_flags.DEFINE_config_file("config", None, FLAG_HELP["config"], **config_on)
-    for name in ("workdir", "coordinator_address", "heatmaps", "out", "metric"):
+    for name in ("workdir", "coordinator_address", "heatmaps", "out", "metric", "facet"):
         if name in names:
             flags.DEFINE_string(name, None, FLAG_HELP[name], **on)
     for name, default in (("input", "-"), ("output", "-")):
@@ -311,7 +313,9 @@ def _predict(cli: _Cli) -> int:
 def _compare(cli: _Cli, directories: list[str]) -> int:
     from attnlab import compare
 
-    table = compare.compare(directories, cli.value("out"), best_metric=cli.value("metric"))
+    table = compare.compare(
+        directories, cli.value("out"), best_metric=cli.value("metric"), facet=cli.value("facet")
+    )
     print(table, end="")
     return 0
 

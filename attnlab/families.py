@@ -44,6 +44,10 @@ class Family:
     metrics: Mapping[str, bool] = {}
     # the metrics `compare` puts in its table by default, in order
     report_metrics: tuple[str, ...] = ()
+    # the field whose values `compare` draws in separate panels (when the variants differ in
+    # it), and the names that keep one colour in every figure (e.g. the score functions)
+    facet_field: str | None = None
+    fixed_colors: tuple[str, ...] = ()
     # (the train sums' key that counts work per step, the name its rate is logged under)
     throughput: tuple[str, str] = ("examples", "train/examples_per_sec")
     # the progress display's fields (label -> train-log key), and the log line's keys

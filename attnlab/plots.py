@@ -1,4 +1,5 @@
-"""PNG figures for experiments: attention heat maps and learning curves.
+"""PNG figures for experiments: attention heat maps, learning curves, and the faceted figures
+of `compare` (curves, mean ± CI dots, attention grids) with one fixed colour per name.
 
 Figures are built as `matplotlib.figure.Figure` objects and rendered by the Agg canvas directly,
 without pyplot: this works headless, never opens a window, leaves no figure registered with
@@ -8,6 +9,7 @@ notebook that imports this module.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping, Sequence
 
@@ -131,30 +133,6 @@ def plot_curves(
     _save(fig, path)
 
 
-def plot_attention_grid(
-    panels: Sequence[tuple[str, np.ndarray, Sequence[str], Sequence[str]]],
-    path: str | os.PathLike,
-    columns: int = 4,
-) -> None:
-    """Several attention maps side by side: `panels` holds `(title, weights [T, S], source
-    tokens, target tokens)`, e.g. the same validation example under each variant."""
-    if not panels:
-        raise ValueError("plot_attention_grid needs at least one panel")
-    columns = min(columns, len(panels))
-    rows = -(-len(panels) // columns)
-    fig = Figure(figsize=(3.6 * columns, 3.4 * rows))
-    for i, (title, weights, src, tgt) in enumerate(panels):
-        weights = np.asarray(weights, dtype=np.float64)
-        ax = fig.add_subplot(rows, columns, i + 1)
-        ax.imshow(weights, vmin=0.0, vmax=1.0, cmap="viridis", aspect="auto")
-        size = _token_fontsize(max(weights.shape))
-        ax.set_xticks(range(len(src)), [str(t) for t in src], rotation=90, fontsize=size)
-        ax.set_yticks(range(len(tgt)), [str(t) for t in tgt], fontsize=size)
-        ax.set_title(title, fontsize=8)
-    fig.tight_layout()
-    _save(fig, path)
-
-
 def plot_tradeoff(
     points: Mapping[str, tuple[float, float]],
     path: str | os.PathLike,
@@ -179,3 +157,179 @@ def plot_tradeoff(
     if title:
         ax.set_title(title)
     _save(fig, path)
+
+
+# Distinct colours: the names a family lists take them in its order (so each keeps its colour
+# in every figure), the other names the ones after them.
+COLORS = (
+    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+    "#bcbd22", "#17becf", "#000000", "#e6ab02", "#1b9e77", "#a6761d", "#e7298a", "#66a61e",
+    "#7570b3", "#d95f02",
+)  # fmt: skip
+LINESTYLES = ("-", "--", ":", "-.")
+MARKERS = ("o", "s", "^", "D")
+
+
+class Palette:
+    """A colour per name: `fixed` names take `COLORS` in their order, whatever else a figure
+    shows; `others` (sorted) take the colours after them."""
+
+    def __init__(self, fixed: Sequence[str] = (), others: Sequence[str] = ()):
+        self._colors = {name: COLORS[i % len(COLORS)] for i, name in enumerate(fixed)}
+        extra = [n for n in sorted(others) if n not in self._colors]
+        start = len(self._colors)
+        for i, name in enumerate(extra):
+            self._colors[name] = COLORS[(start + i) % len(COLORS)]
+
+    def color(self, name: str) -> str:
+        if name not in self._colors:
+            self._colors[name] = COLORS[len(self._colors) % len(COLORS)]
+        return self._colors[name]
+
+
+@dataclasses.dataclass
+class Series:
+    """One curve: its panel (title), legend label, colour, x, mean and optional band."""
+
+    panel: str
+    label: str
+    color: str
+    x: Sequence[float]
+    y: Sequence[float]
+    band: Sequence[float] | None = None
+    linestyle: str = "-"
+
+
+@dataclasses.dataclass
+class Point:
+    """One variant's mean and CI half-width in a panel (`plot_intervals`)."""
+
+    panel: str
+    label: str
+    color: str
+    mean: float
+    half: float
+    marker: str = "o"
+
+
+@dataclasses.dataclass
+class Map:
+    """One attention map of a grid: panel (row), label, weights `[T, S]`, source and output."""
+
+    panel: str
+    label: str
+    weights: Sequence
+    source: Sequence[str]
+    output: Sequence[str]
+
+
+def _panels(items) -> list[str]:
+    return list(dict.fromkeys(item.panel for item in items))
+
+
+def plot_faceted_curves(
+    series: Sequence[Series],
+    path: str | os.PathLike,
+    ylabel: str,
+    xlabel: str = "step",
+    title: str | None = None,
+    vline: float | None = None,
+    legend_title: str = "",
+) -> Figure:
+    """Curves in one panel per `Series.panel` (shared y axis), each label in its colour, the
+    legend outside the axes on the right (one entry per label). Returns the figure."""
+    panels = _panels(series)
+    fig = Figure(figsize=(4.6 * len(panels) + 0.4, 3.9), layout="constrained")
+    axes = fig.subplots(1, len(panels), sharey=True, squeeze=False)[0]
+    handles = {}
+    for ax, panel in zip(axes, panels, strict=True):
+        for s in (s for s in series if s.panel == panel):
+            x, y = np.asarray(s.x), np.asarray(s.y, dtype=np.float64)
+            marker = "o" if x.size == 1 else None
+            (line,) = ax.plot(x, y, color=s.color, linestyle=s.linestyle, marker=marker, lw=1.6)
+            if s.band is not None:
+                half = np.asarray(s.band, dtype=np.float64)
+                ax.fill_between(x, y - half, y + half, color=s.color, alpha=0.15, lw=0)
+            handles.setdefault(s.label, line)
+        if vline is not None:
+            ax.axvline(vline, color="gray", linestyle="--", linewidth=1)
+        ax.set_xlabel(xlabel)
+        ax.grid(True, alpha=0.3)
+        if panel:
+            ax.set_title(panel, fontsize=10)
+    axes[0].set_ylabel(ylabel)
+    if len(handles) > 1:
+        fig.legend(
+            list(handles.values()), list(handles), loc="outside right center",
+            title=legend_title or None, fontsize=8, title_fontsize=9, frameon=False,
+        )  # fmt: skip
+    if title:
+        fig.suptitle(title, fontsize=11)
+    _save(fig, path)
+    return fig
+
+
+def plot_intervals(
+    points: Sequence[Point], path: str | os.PathLike, xlabel: str, descending: bool = True
+) -> Figure:
+    """The figure for a paper: per variant its mean as a dot with 95% CI whiskers, one panel
+    per `Point.panel` (shared x axis), variants sorted best on top (`descending`: higher is
+    better)."""
+    panels = _panels(points)
+    rows = max(sum(p.panel == panel for p in points) for panel in panels)
+    fig = Figure(figsize=(3.9 * len(panels) + 1.6, 0.9 + 0.3 * rows), layout="constrained")
+    axes = fig.subplots(1, len(panels), sharex=True, squeeze=False)[0]
+    for ax, panel in zip(axes, panels, strict=True):
+        mine = sorted((p for p in points if p.panel == panel), key=lambda p: p.mean)
+        if not descending:
+            mine = mine[::-1]
+        for y, p in enumerate(mine):
+            half = p.half if np.isfinite(p.half) else 0.0
+            ax.errorbar(
+                p.mean, y, xerr=half, fmt=p.marker, color=p.color, ecolor=p.color,
+                elinewidth=1.4, capsize=3, markersize=5,
+            )  # fmt: skip
+        ax.set_yticks(range(len(mine)), [p.label for p in mine], fontsize=8)
+        ax.set_ylim(-0.6, len(mine) - 0.4)
+        ax.grid(True, axis="x", alpha=0.3)
+        if panel:
+            ax.set_title(panel, fontsize=10)
+    fig.supxlabel(xlabel, fontsize=9)
+    _save(fig, path)
+    return fig
+
+
+def plot_attention_grid(maps: Sequence[Map], path: str | os.PathLike, columns: int = 8) -> Figure:
+    """The same example's attention under several variants: one row per `Map.panel` (wrapped
+    after `columns` maps), each map titled by its label, token labels on both axes, and one
+    colour bar on the fixed 0-1 scale for all of them."""
+    if not maps:
+        raise ValueError("plot_attention_grid needs at least one map")
+    rows = []
+    for panel in _panels(maps):
+        mine = [m for m in maps if m.panel == panel]
+        rows += [mine[i : i + columns] for i in range(0, len(mine), columns)]
+    width = max(len(r) for r in rows)
+    cell = max(np.asarray(m.weights).shape[1] for m in maps) * 0.16 + 0.9
+    fig = Figure(figsize=(cell * width + 1.2, (cell + 0.35) * len(rows)), layout="constrained")
+    axes = fig.subplots(len(rows), width, squeeze=False)
+    image = None
+    for r, row in enumerate(rows):
+        for c in range(width):
+            ax = axes[r][c]
+            if c >= len(row):
+                ax.set_axis_off()
+                continue
+            m = row[c]
+            weights = np.asarray(m.weights, dtype=np.float64)
+            image = ax.imshow(weights, vmin=0.0, vmax=1.0, cmap="viridis", aspect="equal")
+            size = min(_token_fontsize(max(weights.shape)), 7.0)
+            ax.set_xticks(range(len(m.source)), [str(t) for t in m.source], rotation=90)
+            ax.set_yticks(range(len(m.output)), [str(t) for t in m.output])
+            ax.tick_params(labelsize=size, length=0)
+            ax.set_title(m.label, fontsize=8)
+            if c == 0 and m.panel:
+                ax.set_ylabel(m.panel, fontsize=9)
+    fig.colorbar(image, ax=axes, shrink=0.8, label="attention weight")
+    _save(fig, path)
+    return fig

@@ -26,6 +26,8 @@ from attnlab import config as config_lib
 from attnlab import metrics as metrics_lib
 from attnlab.data.pipeline import TrainStream, get_datasets, stack_batches
 from attnlab.devices import Compiled
+from attnlab.kinds import KINDS
+from attnlab.scores import SCORE_NAMES
 
 # Metric-name prefix of each evaluated split (a contract: compare and later tools read these).
 SPLIT_PREFIX = {"validation": "eval", "long": "eval_long", "test": "test"}
@@ -311,6 +313,8 @@ class Seq2SeqFamily(families.Family):
         "test/bleu",
         "test/chrf",
     )
+    facet_field = "model.decoder"
+    fixed_colors = (*SCORE_NAMES, *KINDS)
     throughput = ("tokens", "train/tokens_per_sec")
     progress_keys = {"loss": "train/loss", "tok/s": "train/tokens_per_sec"}
     brief_keys = ("train/loss", "eval/loss", "eval/seq_accuracy", "eval/align_accuracy")

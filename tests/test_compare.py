@@ -1,9 +1,11 @@
-"""compare: mean ± CI and the paired test against hand computations; the written report."""
+"""compare: mean ± CI, paired tests, Holm and ties against hand computations; the written
+report; the figures' structure (facets, legend outside the axes, one colour per name)."""
 
 import json
 import math
 import os
 
+import pandas as pd
 import pytest
 from scipy import stats
 
@@ -108,7 +110,7 @@ def test_no_runs_is_a_clear_error(tmp_path):
 
 def test_lower_is_better_metrics_pick_the_smallest(tmp_path):
     """`--metric=test/wer`: the variant with the lowest word error rate is the best."""
-    for score, wers in {"general": [0.30, 0.32], "additive": [0.35, 0.36]}.items():
+    for score, wers in {"general": [0.30, 0.32, 0.31], "additive": [0.40, 0.43, 0.41]}.items():
         for seed, wer in enumerate(wers):
             _fake_run(str(tmp_path), score, seed, 0.5)
             path = tmp_path / f"score={score},seed={seed}" / "summary.json"
@@ -125,3 +127,60 @@ def test_an_unknown_metric_lists_the_runs_metrics(tmp_path):
         compare.compare([str(tmp_path)], best_metric="eval/seq_acc")
     assert "--metric=eval/seq_acc is not a metric of these runs" in str(err.value)
     assert "eval/seq_accuracy" in str(err.value) and "eval/loss" in str(err.value)
+
+
+def test_holm_against_a_hand_computed_case():
+    # sorted p: 0.01, 0.02, 0.03, 0.04 with m = 4: 0.04, 0.06, 0.06 (monotone), 0.06
+    assert compare.holm([0.03, 0.01, 0.04, 0.02]) == pytest.approx([0.06, 0.04, 0.06, 0.06])
+    assert compare.holm([0.5, 0.001]) == pytest.approx([0.5, 0.002])
+    out = compare.holm([float("nan"), 0.01, 0.3])  # an untestable comparison does not count
+    assert math.isnan(out[0]) and out[1:] == pytest.approx([0.02, 0.3])
+    assert compare.holm([0.9, 0.8]) == [1.0, 1.0]  # capped at 1
+
+
+def test_variants_equal_to_the_best_are_tied_and_none_is_called_best():
+    rows = []
+    for score, values in {"a": [1.0] * 4, "b": [1.0] * 4, "c": [0.5, 0.52, 0.49, 0.51]}.items():
+        rows += [{"score": score, "seed": s, "acc": v, "status": "completed"} for s, v in
+                 enumerate(values)]  # fmt: skip
+    table = compare.summarize(pd.DataFrame(rows), "acc", ["score"])
+    verdicts = dict(zip(table["score"], table["verdict"], strict=True))
+    assert verdicts == {"a": "tied", "b": "tied", "c": ""}  # two at 1.000: no single winner
+    assert table["p_holm"].iloc[1] == 1.0 and table["p_holm"].iloc[2] < 0.05
+    alone = compare.summarize(
+        pd.DataFrame([r for r in rows if r["score"] != "b"]), "acc", ["score"]
+    )
+    assert list(alone["verdict"]) == ["best", ""]
+    low = compare.summarize(pd.DataFrame(rows), "acc", ["score"], higher_is_better=False)
+    assert low["score"].iloc[0] == "c" and low["verdict"].iloc[0] == "best"  # lower is better
+
+
+def test_figures_are_faceted_with_the_legend_outside_and_one_colour_per_score(tmp_path):
+    from attnlab import plots
+
+    palette = plots.Palette(fixed=["dot", "general", "additive"], others=["x"])
+    series = [
+        plots.Series(panel, score, palette.color(score), [1, 2, 3], [0.1, 0.2, 0.3])
+        for panel in ("decoder = bahdanau", "decoder = luong")
+        for score in ("general", "additive")
+    ]
+    fig = plots.plot_faceted_curves(series, tmp_path / "c.png", ylabel="loss")
+    axes = [ax for ax in fig.axes if ax.get_title()]
+    assert [ax.get_title() for ax in axes] == ["decoder = bahdanau", "decoder = luong"]
+    (legend,) = fig.legends
+    fig.canvas.draw()
+    box = legend.get_window_extent()
+    assert all(box.x0 >= ax.get_window_extent().x1 for ax in axes)  # right of every panel
+    colours = {
+        t.get_text(): h.get_color()
+        for t, h in zip(legend.get_texts(), legend.legend_handles, strict=True)
+    }
+    points = [plots.Point("", s, palette.color(s), 0.5, 0.1) for s in ("additive", "dot", "x")]
+    fig2 = plots.plot_intervals(points, tmp_path / "i.png", xlabel="acc")
+    marks = {t.get_text(): None for t in fig2.axes[0].get_yticklabels()}
+    assert set(marks) == {"additive", "dot", "x"}
+    # a score keeps its colour whatever else a figure shows: the palette is keyed by name
+    assert colours["additive"] == palette.color("additive") == plots.COLORS[2]
+    assert plots.Palette(fixed=["dot", "general", "additive"]).color("additive") == plots.COLORS[2]
+    lines = fig2.axes[0].lines
+    assert {ln.get_color() for ln in lines} >= {plots.COLORS[0], plots.COLORS[2]}

@@ -75,13 +75,15 @@ def test_a_family_registered_at_run_time_gets_the_whole_runner(tmp_path):
     invocations = json.load(open(stopped / "provenance.json"))["invocations"]
     assert len(invocations) == 3 and invocations[-1]["start_step"] > 0
 
-    # compare reads the family's metrics and their direction (lower mse is better)
-    slow = load_config(TOY)
-    slow.optim.learning_rate = 0.002
-    runner.train_and_evaluate(slow, str(tmp_path / "slow"))
-    table = compare.compare([str(full), str(tmp_path / "slow")], out_dir=str(tmp_path / "report"))
-    best = next(line for line in table.splitlines() if "(best)" in line)
-    assert "learning_rate=0.05" in best and "eval/mse" in table.splitlines()[0]
+    # seeds as a batch axis, and compare with the family's metrics and their direction (lower
+    # mse is better): the faster learning rate wins on all three seeds
+    for name, rate in (("fast", 0.05), ("slow", 0.002)):
+        seeds = load_config(TOY)
+        seeds.num_seeds, seeds.optim.learning_rate = 3, rate
+        runner.train_and_evaluate(seeds, str(tmp_path / "seeds" / name))
+    table = compare.compare([str(tmp_path / "seeds")]).splitlines()
+    assert "eval/mse" in table[0] and "| 3 |" in table[2]
+    assert "learning_rate=0.05" in table[2] and "(best)" in table[2]
 
 
 def test_an_unknown_family_is_a_config_error_naming_the_known_ones():

@@ -6,6 +6,7 @@ import textwrap
 
 import pytest
 
+import attnlab
 from attnlab import compare, sweep
 from attnlab.config_lib import ConfigError
 
@@ -108,6 +109,15 @@ def test_sweep_records_a_failure_goes_on_and_skips_finished_trials(tmp_path, fas
     # compare reads the real work directories: two seeds of one variant, the failure left out.
     table = compare.compare([str(out)])
     assert "| 2 |" in table
+    # the same runs from Python: one row per run, and the mean ± CI table
+    df = attnlab.load_runs(str(out))
+    assert len(df) == 2 and set(df["status"]) == {"completed"} and sorted(df["seed"]) == [0, 1]
+    assert {"model.score", "eval/seq_accuracy", "num_params", "train/tokens_per_sec"} <= set(df)
+    table = compare.summarize(df, "eval/seq_accuracy", by=["model.score"])
+    assert list(table["model.score"]) == ["general"] and table["n"][0] == 2
+    mean, half = compare.mean_ci(df["eval/seq_accuracy"])
+    assert table["mean"][0] == pytest.approx(mean) and table["ci95"][0] == pytest.approx(half)
+    assert table["verdict"][0] == "best"
     for name in ("accuracy_by_length.png", "attention_grid.png", "curves_train_loss.png"):
         assert (out / "report" / name).stat().st_size > 0
 

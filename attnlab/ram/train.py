@@ -193,6 +193,7 @@ class RamFamily(families.Family):
     name = config_lib.FAMILY
     metrics = METRICS
     report_metrics = ("eval/error", "eval/accuracy", "test/error", "test/accuracy")
+    fixed_colors = ("learned", "random", *model_lib.CORES)
     throughput = ("examples", "train/examples_per_sec")
     progress_keys = {"loss": "train/loss", "reward": "train/reward"}
     brief_keys = ("train/loss", "train/reward", "eval/loss", "eval/error")
