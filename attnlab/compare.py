@@ -299,6 +299,12 @@ class Layout:
         index = self.styles.setdefault(self._others(v), len(self.styles))
         return plots.MARKERS[index % len(plots.MARKERS)]
 
+    def order(self, v: Variant) -> tuple:
+        """Sort key: facet value, then the colour's place in the palette (the family's order
+        of names, e.g. the score functions'), then the label."""
+        colour_name = _value(v.values[self.colour]) if self.colour else self.key(v)
+        return (self.panel(v), self.palette.rank(colour_name), v.label)
+
     def legend_title(self) -> str:
         rest = [k for k in self.names if k != self.facet]
         return self.names[rest[0]] if len(rest) == 1 else ""
@@ -563,6 +569,7 @@ def compare(
     os.makedirs(out_dir, exist_ok=True)
     keys, variants = group_variants(runs, sweep_axes(directories))
     lay = layout(variants, keys, runs, facet)
+    variants = sorted(variants, key=lay.order)
     if metrics is None:
         metrics = report_metrics(runs)
     metrics = [m for m in metrics if any(m in r.summary for r in runs)]

@@ -181,6 +181,11 @@ class Palette:
         for i, name in enumerate(extra):
             self._colors[name] = COLORS[(start + i) % len(COLORS)]
 
+    def rank(self, name: str) -> int:
+        """The name's place in the palette (fixed names first, in their order)."""
+        self.color(name)
+        return list(self._colors).index(name)
+
     def color(self, name: str) -> str:
         if name not in self._colors:
             self._colors[name] = COLORS[len(self._colors) % len(COLORS)]
