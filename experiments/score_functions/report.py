@@ -95,6 +95,8 @@ def main(root: str) -> None:
         if not os.path.isdir(directory):
             continue
         df = load_runs(directory)
+        if df.empty:
+            continue
         df = df[df["status"] == "completed"]
         if "model.decoder" not in df:
             continue
