@@ -67,7 +67,7 @@ def task_table(df, task: str) -> str:
     for order in ORDERS:
         for score in SCORE_NAMES:
             key = (order, score)
-            if key not in ranked.index:
+            if key not in params.index:
                 continue
             row = [order, score, f"{int(params[key]):,}"]
             for m, _, _ in columns:
@@ -75,8 +75,11 @@ def task_table(df, task: str) -> str:
                 mean, half = (cells[m].at[key, "mean"], cells[m].at[key, "ci95"]) if have else (
                     float("nan"), float("nan"))  # fmt: skip
                 row.append(_cell(mean, half, scale[m]))
-            verdict, p = ranked.at[key, "verdict"], ranked.at[key, "p_holm"]
-            row.append(f"**{verdict}**" if verdict else f"worse, p = {p:.2g}")
+            if key not in ranked.index:  # no value of the main metric (`none`: no weights)
+                row.append("–")
+            else:
+                verdict, p = ranked.at[key, "verdict"], ranked.at[key, "p_holm"]
+                row.append(f"**{verdict}**" if verdict else f"worse, p = {p:.2g}")
             row.append(f"{speed[key]:,.0f}")
             lines.append("| " + " | ".join(row) + " |")
     note = (
