@@ -306,17 +306,20 @@ def plot_intervals(
 
 def plot_attention_grid(maps: Sequence[Map], path: str | os.PathLike, columns: int = 8) -> Figure:
     """The same example's attention under several variants: one row per `Map.panel` (wrapped
-    after `columns` maps), each map titled by its label, token labels on both axes, and one
-    colour bar on the fixed 0-1 scale for all of them."""
+    after `columns` maps, fewer when the maps are wide), each map titled by its label, token
+    labels on both axes, and one colour bar on the fixed 0-1 scale for all of them."""
     if not maps:
         raise ValueError("plot_attention_grid needs at least one map")
+    # each map sized by its tokens; as many per row as fit in about 16 inches
+    map_w = max(np.asarray(m.weights).shape[1] for m in maps) * 0.16 + 0.9
+    map_h = max(np.asarray(m.weights).shape[0] for m in maps) * 0.16 + 0.9
+    columns = max(1, min(columns, int(16 // map_w)))
     rows = []
     for panel in _panels(maps):
         mine = [m for m in maps if m.panel == panel]
         rows += [mine[i : i + columns] for i in range(0, len(mine), columns)]
     width = max(len(r) for r in rows)
-    cell = max(np.asarray(m.weights).shape[1] for m in maps) * 0.16 + 0.9
-    fig = Figure(figsize=(cell * width + 1.2, (cell + 0.35) * len(rows)), layout="constrained")
+    fig = Figure(figsize=(map_w * width + 1.2, (map_h + 0.35) * len(rows)), layout="constrained")
     axes = fig.subplots(len(rows), width, squeeze=False)
     image = None
     for r, row in enumerate(rows):
