@@ -225,4 +225,6 @@ def test_learned_glimpses_beat_random_glimpses(tmp_path, data_dir):
     # the shared compare tool reads RAM runs: lower error is better
     table = compare.compare([str(tmp_path)], best_metric="test/error")
     assert "test/error" in table
-    assert "**locations=learned** (best)" in table
+    # ranked first, but with one seed per variant nothing can be tested: no "best" is claimed
+    assert table.index("**locations=learned**") < table.index("locations=random")
+    assert "(best)" not in table
