@@ -524,14 +524,15 @@ def summary_figure(
 
 
 def attention_grid(variants: list[Variant], path: str, lay: Layout, example: int = 0) -> bool:
-    """The same validation example's attention under each variant (its first seed's run)."""
+    """The same validation example's attention under each variant (its first seed's run).
+    Variants without attention (all weights zero, e.g. score `none`) get no panel."""
     panels = []
     for v in variants:
         file = os.path.join(v.runs[0].path, "attention", "examples.json")
         if os.path.exists(file):
             with open(file) as f:
                 examples = json.load(f)
-            if len(examples) > example:
+            if len(examples) > example and np.any(np.asarray(examples[example]["weights"])):
                 e = examples[example]
                 panels.append(
                     plots.Map(lay.panel(v), lay.key(v), e["weights"], e["source"], e["output"])
