@@ -87,7 +87,9 @@ def task_table(df, task: str) -> str:
         f"paired t-test of {main} against the top variant on the same seeds, Holm-corrected over "
         "all variants of the task; **tied**: not significantly different from the top one. "
         "train tok/s: target tokens per second of training, all seeds of the vmapped program "
-        "together, measured during the sweep (one trial at a time on the 2-core CPU).\n"
+        "together, measured during the sweep (one trial at a time on a shared 2-core CPU, where "
+        "timings drift 10-30% between trials: differences under ~30% are noise; "
+        "`scripts/` has the benchmarks that time variants back to back).\n"
     )
     return "\n".join(lines) + "\n" + note
 
