@@ -278,16 +278,19 @@ def _sweep(cli: _Cli) -> int:
 
 def _predict(cli: _Cli) -> int:
     from attnlab import predict
+    from attnlab.config_lib import ConfigError
 
-    workdir = cli.value("workdir")
+    workdir, beam_size, max_len = cli.value("workdir"), cli.value("beam_size"), cli.value("max_len")
+    if beam_size is not None and beam_size < 1:  # checked before the model is loaded
+        raise ConfigError(f"--beam_size={beam_size} is invalid: must be >= 1")
+    if max_len < 0:
+        raise ConfigError(f"--max_len={max_len} is invalid: must be >= 0 (0: 2 x source + 10)")
     source = cli.value("input")
-    if source == "-":
-        lines = sys.stdin.read().splitlines()
-    else:
-        with open(source) as f:
-            lines = f.read().splitlines()
-    predictor = predict.Predictor(workdir, beam_size=cli.value("beam_size"))
-    results = predictor.predict(lines, max_len=cli.value("max_len"))
+    lines = None if source == "-" else _read_lines(source)  # a bad file: before the model loads
+    predictor = predict.Predictor(workdir, beam_size=beam_size)
+    if lines is None:  # stdin: once the run is known to be usable
+        lines = _read_lines(source)
+    results = predictor.predict(lines, max_len=max_len)
     text = "".join(r.text + "\n" for r in results)
     if cli.value("output") == "-":
         sys.stdout.write(text)
@@ -302,12 +305,32 @@ def _predict(cli: _Cli) -> int:
                 predict.draw(r, os.path.join(heatmaps, f"input_{i:04d}.png"), " ".join(r.source))
     unknown = sum(r.unknown for r in results)
     empty = sum(not r.source for r in results)
+    cut = sum(r.cut > 0 for r in results)
     print(
         f"{len(results)} inputs (checkpoint step {predictor.step}, beam {predictor.beam_size}); "
-        f"{unknown} unknown source tokens mapped to <unk>; {empty} empty lines",
+        f"{unknown} unknown source tokens mapped to <unk>; {empty} empty lines; {cut} lines cut "
+        f"to the longest source the model takes ({predictor.max_source_len} tokens)",
         file=sys.stderr,
     )
     return 0
+
+
+def _read_lines(source: str) -> list[str]:
+    """The input lines of `predict` (`-`: stdin); not a readable UTF-8 text file is a
+    `ConfigError` (one line)."""
+    from attnlab.config_lib import ConfigError
+
+    try:
+        if source == "-":
+            return sys.stdin.read().splitlines()
+        if os.path.isdir(source):
+            raise ConfigError(f"--input={source} is a directory; give a text file, one per line")
+        with open(source, encoding="utf-8") as f:
+            return f.read().splitlines()
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"--input={source} is not UTF-8 text ({err.reason})") from err
+    except OSError as err:
+        raise ConfigError(f"--input={source} cannot be read ({err.strerror})") from err
 
 
 def _compare(cli: _Cli, directories: list[str]) -> int:
@@ -432,36 +455,54 @@ def _run(cli: _Cli, positional: list[str]) -> int:
         if cli.command == "sweep":
             return _sweep(cli)
         from attnlab.checkpoints import CheckpointError
-        from attnlab.runner import NonFiniteLossError, TrainingInterrupted
+        from attnlab.runner import (
+            NonFiniteLossError,
+            ResourceError,
+            TrainingInterrupted,
+            resource_failure,
+        )
 
         expected = (ConfigError, FileNotFoundError, CheckpointError)
         try:
             return _train(cli) if cli.command == "train" else _predict(cli)
-        except NonFiniteLossError as err:
+        except (NonFiniteLossError, ResourceError) as err:
             return _report(cli, err, 1)
         except TrainingInterrupted as err:
             return _report(cli, err, 128 + err.signum)
+        except expected:
+            raise
+        except Exception as err:  # out of memory or disk outside the guarded loop
+            resource = resource_failure(err)
+            if resource is None:
+                raise
+            return _report(cli, err, 1, resource)
     except expected as err:
         return _report(cli, err, 2)
 
 
 class _QuietLibraries:
     """A logging filter: keeps attnlab's progress lines and every warning; drops other
-    libraries' INFO chatter."""
+    libraries' INFO chatter and the tracebacks of their warnings and errors (`--verbose` shows
+    the traceback of the error that stopped the command)."""
 
     package_dir = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
     def filter(self, record) -> bool:
-        return record.levelno >= 30 or record.pathname.startswith(self.package_dir)
+        if record.pathname.startswith(self.package_dir):
+            return True
+        if record.levelno >= 30 and record.exc_info:  # one line, not the library's traceback:
+            record.exc_info, record.exc_text = None, None  # attnlab's error line says what failed
+        return record.levelno >= 30
 
 
-def _report(cli: _Cli, err: Exception, code: int) -> int:
+def _report(cli: _Cli, err: Exception, code: int, message: str | None = None) -> int:
     """One readable line for an expected error (the traceback too with --verbose)."""
     if cli.value("verbose"):
         import traceback
 
         traceback.print_exception(err)
-    print(f"error: {err}", file=sys.stderr)
+    text = " ".join(str(message or err).split())  # one line, whatever the message holds
+    print(f"error: {text}", file=sys.stderr)
     return code
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from typing import Any
 
 import jax
@@ -22,6 +23,23 @@ from attnlab.writers import to_jsonable, write_json_atomic
 
 class CheckpointError(RuntimeError):
     """A checkpoint is missing, corrupted, or does not match the state it is restored into."""
+
+
+def _silence_closed_event_loop() -> None:
+    """After a failed restore or save (a damaged checkpoint, a full disk), the storage
+    library's pending reads and writes call back into an event loop that is already closed, and
+    each prints a `RuntimeError: Event loop is closed` traceback (as an unraisable exception).
+    They say nothing the error line does not: drop them (installed once)."""
+    previous = sys.unraisablehook
+    if getattr(previous, "attnlab_quiet", False):
+        return
+
+    def hook(unraisable):
+        if "Event loop is closed" not in str(unraisable.exc_value):
+            previous(unraisable)
+
+    hook.attnlab_quiet = True
+    sys.unraisablehook = hook
 
 
 class Checkpointer:
@@ -57,6 +75,7 @@ class Checkpointer:
             ),
         )
         self._scores_path = os.path.join(self.directory, "scores.json")
+        _silence_closed_event_loop()
 
     def scores(self) -> dict[int, float]:
         """`{step: score}` of the checkpoints saved with a score."""
@@ -144,11 +163,14 @@ class Checkpointer:
                 ),
             )
         except Exception as e:
+            _silence_closed_event_loop()
             step_dir = os.path.join(self.directory, str(step))
+            # the library's message first sentence (it goes on with a long storage spec)
+            reason = str(e).split(" [tensorstore_spec")[0].split(": Error reading")[0][:300]
             raise CheckpointError(
                 f"cannot restore the checkpoint of step {step} in {self.directory}: it is "
                 f"corrupted or incomplete, or it was written for a different model or state "
-                f"structure ({type(e).__name__}: {e}). Delete {step_dir} to resume from the "
+                f"structure ({type(e).__name__}: {reason}). Delete {step_dir} to resume from the "
                 f"previous checkpoint (available steps: {available}), or use another workdir."
             ) from e
         return restored.state, restored.meta

@@ -30,10 +30,12 @@ From Python, `load_runs(*dirs)` gives a pandas DataFrame (one row per run) and
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
 import os
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -42,7 +44,7 @@ from scipy import stats
 
 from attnlab import families, plots
 from attnlab.config_lib import ConfigError, flatten
-from attnlab.writers import read_jsonl
+from attnlab.writers import DamagedFileError, read_json, read_jsonl
 
 ALPHA = 0.05  # significance level of the Holm-corrected tests against the best variant
 SWEEP_FILE = "sweep.json"
@@ -64,13 +66,17 @@ def _walk(directories):
     for top in directories:
         for root, _, files in os.walk(top):
             if "summary.json" in files and "config.json" in files:
-                with open(os.path.join(root, "summary.json")) as f:
-                    summary = json.load(f)
+                try:
+                    summary = read_json(os.path.join(root, "summary.json"))
+                    config = read_json(os.path.join(root, "config.json"))
+                    if not isinstance(summary, dict) or not isinstance(config, dict):
+                        raise DamagedFileError(f"{root}: summary.json or config.json is not a dict")
+                except DamagedFileError as err:  # reported, and the other runs still compared
+                    print(f"warning: skipped {root}: {err}", file=sys.stderr)
+                    continue
                 if "seed_dirs" in summary:
                     continue
-                with open(os.path.join(root, "config.json")) as f:
-                    config = flatten(json.load(f))
-                found.append((root, config, summary))
+                found.append((root, flatten(config), summary))
     return sorted(found, key=lambda r: r[0])
 
 
@@ -101,8 +107,8 @@ def load_runs(*directories):
         row.update({k: v for k, v in config.items() if _is_scalar(v)})
         timing = os.path.join(path, "timing.json")
         if os.path.exists(timing):
-            with open(timing) as f:
-                row.update({k: v for k, v in json.load(f).items() if _is_scalar(v)})
+            with contextlib.suppress(DamagedFileError, AttributeError):  # speed is optional
+                row.update({k: v for k, v in read_json(timing).items() if _is_scalar(v)})
         row.update({k: v for k, v in summary.items() if _is_scalar(v)})
         rows.append(row)
     return pd.DataFrame(rows)
@@ -202,8 +208,10 @@ def sweep_axes(directories) -> list[str] | None:
     for top in directories:
         for root, _, files in os.walk(top):
             if SWEEP_FILE in files:
-                with open(os.path.join(root, SWEEP_FILE)) as f:
-                    recorded = json.load(f).get("axes")
+                try:
+                    recorded = read_json(os.path.join(root, SWEEP_FILE)).get("axes")
+                except (DamagedFileError, AttributeError):  # labels then use what differs
+                    recorded = None
                 if recorded is not None:
                     found = True
                     axes += [a for a in recorded if a not in axes]

@@ -37,6 +37,7 @@ BASELINES = ("moving_average", "learned", "none")
 OVERLONG = ("drop", "truncate")
 TOKENIZERS = ("char", "sentencepiece")
 SUBWORD_MODELS = ("unigram", "bpe")
+MAX_LAYERS = 16
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -194,12 +195,52 @@ def _validate_data(errors, d):
             f"must be >= data.long_min_len ({d.long_min_len})",
         )
     require_full_batch(errors, d)
+    if d.name in TASKS and not errors:
+        space = _source_space(d.vocab_size, d.min_len, d.max_len)
+        wanted = d.num_train + d.num_valid + d.num_test
+        require(
+            errors,
+            space >= wanted,
+            "data.vocab_size",
+            d.vocab_size,
+            f"leaves {space} distinct sources of lengths {d.min_len}-{d.max_len}, fewer than the "
+            f"{wanted} training, validation and test examples; raise data.vocab_size or the "
+            "lengths, or lower data.num_*",
+        )
+
+
+def _source_space(vocab_size: int, min_len: int, max_len: int, cap: int = 10**12) -> int:
+    """How many distinct sources of lengths min_len..max_len exist (counted up to `cap`)."""
+    if vocab_size <= 1:
+        return min(max_len - min_len + 1, cap)
+    space = 0
+    for n in range(min_len, max_len + 1):
+        space += vocab_size**n
+        if space >= cap:
+            return cap
+    return space
 
 
 def _validate_model(errors, m):
     require_positive(errors, m, "model.", ["embed_dim", "decoder_hidden_dim"])
     require_positive(errors, m.encoder, "model.encoder.", ["hidden_dim", "num_layers"])
-    require_positive(errors, m.attention, "model.attention.", ["attn_dim", "max_source_len"])
+    require_positive(
+        errors, m.attention, "model.attention.", ["attn_dim", "max_source_len", "window"]
+    )
+    require(
+        errors,
+        m.attention.hard_std > 0,
+        "model.attention.hard_std",
+        m.attention.hard_std,
+        "must be > 0",
+    )
+    require(
+        errors,
+        m.encoder.num_layers <= MAX_LAYERS,
+        "model.encoder.num_layers",
+        m.encoder.num_layers,
+        f"must be <= {MAX_LAYERS} (every layer is a separate traced RNN)",
+    )
     require_choice(errors, m.encoder, "model.encoder.", "cell", CELLS)
     require_choice(errors, m, "model.", "decoder_cell", CELLS)
     require_choice(errors, m, "model.", "decoder", FLOWS)
@@ -259,7 +300,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     validate_run_fields(errors, config)
     _validate_data(errors, config.data)
     _validate_model(errors, config.model)
-    validate_optim_train(errors, config.optim, config.train)
+    validate_optim_train(errors, config.optim, config.train, config.data.num_valid)
     require_positive(errors, config.eval, "eval.", ["beam_size"])
     require(
         errors,
@@ -269,3 +310,60 @@ def validate(config: ml_collections.ConfigDict) -> None:
         "must be >= 0 (0: no length normalisation)",
     )
     raise_if(errors)
+
+
+def memory_estimate(config: ml_collections.ConfigDict) -> list:
+    """The big allocations of one run (`attnlab.resources`), float32, order of magnitude.
+
+    Shapes: B = data.batch_size, S = longest source (bucketed), T = longest target, V the
+    vocabulary, D the decoder state, K = num_seeds (every seed holds its own copy). Training
+    keeps, per target step, the decoder's gates, the attention weights and the MLP scores'
+    [S, A] tanh pre-activations, and the logits; evaluation decodes up to 2S + 10 steps with
+    `eval.beam_size` hypotheses per example."""
+    from attnlab.resources import Need
+
+    d, m = config.data, config.model
+    e = m.encoder
+    synthetic = d.name in TASKS
+    longest = max(d.max_len, d.long_max_len if synthetic and d.num_long else 0)
+    src = -(-longest // d.bucket_step) * d.bucket_step  # bucketed
+    tgt = longest + 1 if synthetic else d.max_tgt_len + 1
+    if synthetic:
+        vocab = d.vocab_size + 4
+    else:
+        vocab = d.subword_vocab_size + 4 if d.tokenizer == "sentencepiece" else 512
+    dirs = 2 if e.bidirectional else 1
+    key, dec, emb, attn = dirs * e.hidden_dim, m.decoder_hidden_dim, m.embed_dim, m.attention
+    params = (
+        2 * vocab * emb  # embeddings
+        + e.num_layers * dirs * 4 * (max(emb, key) + e.hidden_dim + 1) * e.hidden_dim
+        + 4 * (emb + 2 * key + dec + 1) * dec  # decoder cell, input feeding, output layer
+        + (key + dec + 1) * attn.attn_dim
+        + dec * key
+        + dec * attn.max_source_len
+        + (dec + key + emb) * vocab  # logits
+    )
+    mlp = m.score in ("additive", "concat", "concat_shared")
+    per_example = tgt * (8 * dec + 2 * key + 2 * src * (attn.attn_dim if mlp else 1) + 3 * vocab)
+    per_example += src * e.num_layers * dirs * e.hidden_dim * 8  # encoder gates
+    k = config.num_seeds
+    decode = 2 * src + 10
+    beam = config.eval.beam_size
+    train = 4 * k * (4 * params + d.batch_size * per_example)
+    evaluate = 4 * k * (params + d.eval_batch_size * beam * decode * (src + 2 * vocab + 4 * dec))
+    examples = d.num_train + d.num_valid + d.num_test + (d.num_long if synthetic else 0)
+    host = examples * (400 + 16 * (src + tgt)) if synthetic else 0
+    sizes = ("model.embed_dim", "model.encoder.hidden_dim", "model.decoder_hidden_dim")
+    return [
+        Need(
+            "training (parameters, optimiser state, activations)",
+            train,
+            ("num_seeds", "data.batch_size", "data.max_len", "data.vocab_size", *sizes),
+        ),
+        Need(
+            "the final evaluation (decoding buffers)",
+            evaluate,
+            ("eval.beam_size", "data.eval_batch_size", "data.max_len", "num_seeds"),
+        ),
+        Need("the data set on the host", host, ("data.num_train", "data.max_len")),
+    ]

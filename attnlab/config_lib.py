@@ -23,7 +23,13 @@ MAX_SEED = 2**63 - 1
 
 
 class ConfigError(ValueError):
-    """A config value is invalid; the message names each field, its value and what is allowed."""
+    """A config value is invalid; the message names each field, its value and what is allowed.
+
+    `errors`: the individual problems (one string each); the message joins them on one line."""
+
+    def __init__(self, message: str, errors: list[str] | None = None):
+        super().__init__(message)
+        self.errors = list(errors) if errors else [message]
 
 
 def add_run_fields(c: ml_collections.ConfigDict, family: str) -> None:
@@ -104,8 +110,31 @@ def require_full_batch(errors, d):
     )
 
 
+# Every size and count goes into an int32 array dimension or index somewhere.
+MAX_INT = 2**31 - 1
+
+
+def validate_numbers(errors, config) -> None:
+    """Every number of every family's config: finite, not negative (no field takes a negative
+    value), and an int below 2**31 unless it is a seed. Sizes that pass can still be too big for
+    the machine: `attnlab.resources` estimates the memory a config needs."""
+    for key, value in flatten(config.to_dict()).items():
+        if key in ("seed", "num_seeds") or isinstance(value, bool):
+            continue
+        if not isinstance(value, int | float):
+            continue  # the top-level seeds: validate_run_fields
+        is_seed = key.rpartition(".")[2] == "seed"
+        if not math.isfinite(value) or value < 0:
+            errors.append(f"config.{key}={value!r} is invalid: must be a finite number >= 0")
+        elif is_int(value) and value > (MAX_SEED if is_seed else MAX_INT):
+            errors.append(
+                f"config.{key}={value!r} is invalid: must be < 2**{63 if is_seed else 31}"
+            )
+
+
 def validate_run_fields(errors, config) -> None:
-    """The top-level fields of `add_run_fields`."""
+    """The top-level fields of `add_run_fields`, and the range of every number."""
+    validate_numbers(errors, config)
     require(
         errors,
         is_int(config.seed)
@@ -125,9 +154,10 @@ def validate_run_fields(errors, config) -> None:
     require_choice(errors, config, "", "seed_batches", SEED_BATCHES)
 
 
-def validate_optim_train(errors, o, t):
-    """The `optim` and `train` sections (shared by every model family). Whether
-    `train.best_metric` is a metric of the family is checked by `attnlab.families.validate`."""
+def validate_optim_train(errors, o, t, num_valid: int):
+    """The `optim` and `train` sections (shared by every model family); `num_valid`: the
+    validation examples, the most `train.num_heatmaps` can draw. Whether `train.best_metric`
+    is a metric of the family is checked by `attnlab.families.validate`."""
     require(errors, t.keep_best >= 0, "train.keep_best", t.keep_best, "must be >= 0 (0 = off)")
     require_choice(errors, o, "optim.", "optimizer", OPTIMIZERS)
     require_choice(errors, o, "optim.", "schedule", SCHEDULES)
@@ -138,6 +168,7 @@ def validate_optim_train(errors, o, t):
         o.learning_rate,
         "must be > 0",
     )
+    # (warm-up longer than training is allowed: the schedule caps it at train.num_steps - 1)
     require(errors, o.warmup_steps >= 0, "optim.warmup_steps", o.warmup_steps, "must be >= 0")
     for name in ("grad_clip_norm", "weight_decay", "momentum"):
         require(
@@ -150,7 +181,13 @@ def validate_optim_train(errors, o, t):
     require_positive(
         errors, t, "train.", ["num_steps", "log_every", "eval_every", "ckpt_every", "max_to_keep"]
     )
-    require(errors, t.num_heatmaps >= 0, "train.num_heatmaps", t.num_heatmaps, "must be >= 0")
+    require(
+        errors,
+        0 <= t.num_heatmaps <= num_valid,
+        "train.num_heatmaps",
+        t.num_heatmaps,
+        f"must be in [0, data.num_valid] ([0, {num_valid}])",
+    )
     if t.log_every > 0 and t.eval_every > 0:
         require(
             errors,
@@ -164,7 +201,13 @@ def validate_optim_train(errors, o, t):
 def raise_if(errors: list[str]) -> None:
     """Raises one `ConfigError` listing every collected error (nothing when there is none)."""
     if errors:
-        raise ConfigError("invalid config:\n  " + "\n  ".join(errors))
+        # one message per field: the last check that caught it (the family's own checks run
+        # after the generic range check and say more precisely what is allowed)
+        by_field: dict[str, str] = {}
+        for error in errors:
+            by_field[error.split("=", 1)[0] if error.startswith("config.") else error] = error
+        errors = list(by_field.values())
+        raise ConfigError("invalid config: " + "; ".join(errors), errors)
 
 
 def config_words(arg: str | None, allowed) -> set[str]:

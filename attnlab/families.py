@@ -70,6 +70,12 @@ class Family:
         """Raises `ConfigError` listing every invalid field of the family's sections."""
         self.config_module.validate(config)
 
+    def memory_estimate(self, config) -> list:
+        """The run's big allocations (`attnlab.resources.Need`), or [] when the family's
+        config module does not estimate them."""
+        estimate = getattr(self.config_module, "memory_estimate", None)
+        return estimate(config) if estimate else []
+
     def build(self, config, mesh) -> Experiment:
         """The family's part of one run (data, model, loss, evaluation)."""
         return self.experiment_class(config, mesh)
@@ -155,9 +161,10 @@ def of(config) -> Family:
     return get(name_of(config))
 
 
-def validate(config) -> None:
+def validate(config, memory: bool = True) -> None:
     """Validates a config of any family: the family's own `validate`, then the checks that
-    need its metric list (`train.best_metric` must be one of the family's metrics)."""
+    need its metric list (`train.best_metric` must be one of the family's metrics), then
+    (`memory`) whether the run can fit in this machine's memory (`attnlab.resources`)."""
     family = of(config)
     family.validate(config)
     errors: list[str] = []
@@ -170,3 +177,7 @@ def validate(config) -> None:
         f"must be a metric of the {family.name} family: {', '.join(sorted(family.metrics))}",
     )
     raise_if(errors)
+    if memory:
+        from attnlab import resources
+
+        resources.check(family.memory_estimate(config))

@@ -12,7 +12,6 @@ empty line gives an empty prediction and is counted, never an error. Decoding us
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from collections.abc import Sequence
 
@@ -20,23 +19,30 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from attnlab import beam, families, generate, plots
+from attnlab import beam, families, generate, plots, writers
 from attnlab.config import FAMILY, default_config, validate
 from attnlab.config_lib import ConfigError, apply_overrides, flatten
+from attnlab.data.synthetic import TASKS as SYNTHETIC
 from attnlab.data.vocab import PAD_ID, UNK_ID
+
+# A source may be this many times the longest the run trained or was tested on (length
+# generalisation can be probed) before it is cut.
+MAX_SOURCE_FACTOR = 2
 
 
 @dataclasses.dataclass
 class Prediction:
     """One input line's result: its source tokens, the output tokens and text, the attention
     weights `[steps, len(source)]` (one row per output token, plus the end token's row when it
-    was produced before `max_len`), and the number of unknown source tokens."""
+    was produced before `max_len`), the number of unknown source tokens, and how many tokens
+    were cut from a source longer than the model takes (`Predictor.max_source_len`)."""
 
     source: list[str]
     output: list[str]
     text: str
     weights: np.ndarray
     unknown: int
+    cut: int = 0
 
 
 class Predictor:
@@ -48,8 +54,9 @@ class Predictor:
             raise FileNotFoundError(
                 f"{path} not found: --workdir must be the work directory of a training run"
             )
-        with open(path) as f:
-            saved = json.load(f)
+        saved = writers.read_json(path, "predict needs the run's own config.json")
+        if not isinstance(saved, dict):
+            raise writers.DamagedFileError(f"{path} is damaged (not a JSON object)")
         if families.name_of(saved) != FAMILY:
             raise ConfigError(
                 f"{workdir} holds a run of the {families.name_of(saved)} family: predict reads "
@@ -73,6 +80,14 @@ class Predictor:
         if self.beam_size < 1:
             raise ConfigError(f"beam_size={self.beam_size} is invalid: must be >= 1")
         self._decode = jax.jit(self._decode_batch, static_argnums=(3,))
+        # Decoding buffers grow with batch x (2 S + 10) x S: a source is cut to the longest one
+        # the run saw (its longer split included), times MAX_SOURCE_FACTOR, or the
+        # positions a location score can weigh, if fewer.
+        d = c.data
+        longest = max(d.max_len, d.long_max_len if d.name in SYNTHETIC and d.num_long else 0)
+        self.max_source_len = MAX_SOURCE_FACTOR * longest
+        if c.model.score == "location":
+            self.max_source_len = min(self.max_source_len, c.model.attention.max_source_len)
 
     def tokenize(self, line: str) -> list[str]:
         """A line's source tokens (characters, pieces or space-separated symbols)."""
@@ -94,9 +109,16 @@ class Predictor:
         """Predictions for `lines`, in order. `max_len`: most output tokens (0: twice the
         longest source plus 10); inputs are padded to multiples of `data.bucket_step`."""
         sources = [self.tokenize(line) for line in lines]
+        cut = [max(0, len(s) - self.max_source_len) for s in sources]
+        sources = [s[: self.max_source_len] for s in sources]
         vocab = self.data.src_vocab
         ids = [vocab.encode(s) if s else np.zeros((0,), np.int32) for s in sources]
         longest = max([len(s) for s in sources], default=0)
+        limit = 2 * self.max_source_len + 10
+        if max_len > limit:
+            raise ConfigError(
+                f"max_len={max_len} is invalid: at most {limit} (2 x the longest source + 10)"
+            )
         max_len = max_len or 2 * longest + 10
         step = self.config.data.bucket_step
         width = step * max(1, -(-longest // step))
@@ -119,7 +141,8 @@ class Predictor:
                 output = self.data.tgt_vocab.decode(tokens[r, :n])
                 text = self.data.detokenize(output) if self.data.detokenize else " ".join(output)
                 weights = np.asarray(alpha[r, :n, : len(x)])
-                results.append(Prediction(source, output, text, weights, int(np.sum(x == UNK_ID))))
+                unknown = int(np.sum(x == UNK_ID))
+                results.append(Prediction(source, output, text, weights, unknown, cut[start + r]))
         return results
 
 

@@ -23,11 +23,13 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import errno
 import functools
 import json
 import math
 import os
 import platform
+import shutil
 import signal
 import subprocess
 import sys
@@ -58,6 +60,41 @@ class NonFiniteLossError(FloatingPointError):
     """The training loss became NaN or Inf; the message names the step range."""
 
 
+class ResourceError(RuntimeError):
+    """The machine ran out of memory or disk while the run was working; the message says
+    which and what to change (the latest finished checkpoint is kept)."""
+
+
+MEMORY_FIELDS = (
+    "data.batch_size, data.eval_batch_size, eval.beam_size, num_seeds or the model sizes"
+)
+
+
+def resource_failure(err: BaseException) -> str | None:
+    """One line for an out-of-memory or disk-full error (anywhere in its cause chain), naming
+    the config fields that drive it; `None` for any other error."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        text = str(err)
+        disk = isinstance(err, OSError) and err.errno == errno.ENOSPC
+        # the checkpoint library reports a full disk as RESOURCE_EXHAUSTED too, while writing
+        disk = disk or "No space left" in text or ("RESOURCE_EXHAUSTED" in text and "writ" in text)
+        if disk:
+            where = getattr(err, "filename", None)
+            return (
+                "no space left on the device"
+                + (f" writing {where}" if where else "")
+                + "; free some space, the same command then resumes from the latest finished "
+                "checkpoint"
+            )
+        if isinstance(err, MemoryError) or "RESOURCE_EXHAUSTED" in text:
+            first = text.strip().splitlines()[0][:160] if text.strip() else type(err).__name__
+            return f"out of memory ({first}); lower {MEMORY_FIELDS}"
+        err = err.__cause__ or err.__context__
+    return None
+
+
 class TrainingInterrupted(RuntimeError):
     """SIGTERM or SIGINT stopped training after a checkpoint was saved; `signum` says which."""
 
@@ -71,15 +108,26 @@ class StopOnSignal:
     killing the process, so the loop can save a checkpoint first. A second Ctrl-C (SIGINT)
     stops at once (KeyboardInterrupt); a repeated SIGTERM does not, since schedulers and dying
     parents may send it more than once while the checkpoint is being saved. Outside the main
-    thread this does nothing."""
+    thread this does nothing.
+
+    `during`: set when there is nothing to save (e.g. the final evaluation of a trained run):
+    the first signal then raises `TrainingInterrupted` at once, naming it."""
 
     SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
-    def __init__(self):
+    def __init__(self, during: str | None = None):
         self.signum = None
+        self.during = during
         self._previous = {}
 
     def _handle(self, signum, frame):
+        if self.during is not None and self.signum is None:
+            self.signum = signum
+            raise TrainingInterrupted(
+                f"{signal.strsignal(signum)} during {self.during}; the checkpoints are kept, "
+                "the same command runs it again",
+                signum,
+            )
         if self.signum is not None:
             if signum == signal.SIGINT:  # the user insists
                 raise KeyboardInterrupt
@@ -241,13 +289,11 @@ def check_workdir_config(config, workdir: str, force: bool = False) -> None:
     path = os.path.join(workdir, "config.json")
     if force or not os.path.exists(path):
         return
-    try:
-        with open(path) as f:
-            old = flatten(json.load(f))
-    except (OSError, ValueError) as err:
-        raise ConfigError(
-            f"{path} cannot be read ({err}); use another --workdir, or --force to overwrite it"
-        ) from err
+    fix = "use another --workdir, or --force to continue the run with this config"
+    saved = writers.read_json(path, fix)
+    if not isinstance(saved, dict):
+        raise writers.DamagedFileError(f"{path} is damaged (not a JSON object); {fix}")
+    old = flatten(saved)
     new = _jsonable_config(config)
     defaults = _jsonable_config(families.of(config).default_config())
     for key in [k for k in new if k not in old and new[k] == defaults.get(k)]:
@@ -416,7 +462,9 @@ def setup_run(config, workdir: str, force: bool = False) -> Run:
     )
     start_step, window = ckpt.latest_step(), {}
     if start_step is not None:
-        state, meta = ckpt.restore(state)
+        dirs = [workdir] if len(seeds) == 1 else [os.path.join(workdir, f"seed_{s}") for s in seeds]
+        start_step = resume_step_for_log(ckpt, dirs, start_step, config.train.log_every)
+        state, meta = ckpt.restore(state, step=start_step)
         # float32 sums survive the JSON round trip exactly
         window = {k: np.asarray(v, np.float32) for k, v in (meta.get("window") or {}).items()}
         logging.info("resumed from the checkpoint at step %d", start_step)
@@ -432,6 +480,42 @@ def setup_run(config, workdir: str, force: bool = False) -> Run:
                 os.makedirs(run_dir, exist_ok=True)
                 writers.write_json_atomic(os.path.join(run_dir, "config.json"), single)
     return run
+
+
+def logged_steps(run_dir: str) -> list[int]:
+    """The steps of the complete lines of `run_dir/metrics.jsonl` ([] when there is none).
+    A damaged line in the middle is a `DamagedFileError` naming the line."""
+    path = os.path.join(run_dir, writers.METRICS_FILENAME)
+    if not os.path.exists(path):
+        return []
+    return [int(r["step"]) for r in writers.read_jsonl(path) if "step" in r]
+
+
+def resume_step_for_log(ckpt, run_dirs: list[str], latest: int, log_every: int) -> int:
+    """The checkpoint to resume from so that no log line is lost: `latest`, unless a crash cut
+    `metrics.jsonl` behind it (a line flushed but never written to disk). Then the newest
+    checkpoint the log still covers is restored instead, and training repeats the steps after
+    it, writing the lost lines again (training is deterministic: they come out the same).
+    Refuses (`CheckpointError`) when no kept checkpoint is early enough."""
+    last = min((max(logged_steps(d), default=0) for d in run_dirs), default=0)
+    if latest // log_every * log_every <= last:
+        return latest
+    usable = [s for s in ckpt.all_steps() if s // log_every * log_every <= last]
+    if not usable:
+        raise CheckpointError(
+            f"{os.path.join(run_dirs[0], writers.METRICS_FILENAME)} ends at step {last} but the "
+            f"latest checkpoint is at step {latest}: log lines were lost (a crash before they "
+            "reached the disk) and no kept checkpoint is early enough to write them again; "
+            "train into a new --workdir"
+        )
+    logging.warning(
+        "metrics.jsonl ends at step %d, behind the checkpoint at step %d: resuming from the "
+        "checkpoint at step %d to write the lost lines again",
+        last,
+        latest,
+        usable[-1],
+    )
+    return usable[-1]
 
 
 def restore(config, workdir: str):
@@ -525,24 +609,56 @@ def run_lock(workdir: str):
 
 
 @contextlib.contextmanager
-def guarded_training(workdir: str, ckpt, writer_list, main: bool):
-    """Around a train loop: yields the `StopOnSignal` that catches SIGTERM / SIGINT. A loop
+def guarded_training(workdir: str, ckpt, writer_list, main: bool, during: str | None = None):
+    """Around a train loop: yields the `StopOnSignal` that catches SIGTERM / SIGINT (`during`:
+    around work that has nothing to save, which a signal then stops at once). A loop
     that fails (`NonFiniteLossError`) or is interrupted writes `summary.json` with that status,
     the reason and the last checkpoint's step (process 0 only) before the error propagates;
     pending checkpoint saves are waited for and the writers flushed in every case."""
+    failed = True
     try:
-        with StopOnSignal() as stop:
+        with StopOnSignal(during) as stop:
             yield stop
-    except (NonFiniteLossError, TrainingInterrupted) as err:
-        status = "failed" if isinstance(err, NonFiniteLossError) else "interrupted"
-        stopped = {"status": status, "reason": str(err), "step": int(ckpt.latest_step() or 0)}
+        ckpt.wait()  # pending saves: their failure (a full disk) is the run's failure too
+        failed = False
+    except Exception as err:
+        _quietly(ckpt.wait)
+        resource = resource_failure(err)
+        if not isinstance(err, NonFiniteLossError | TrainingInterrupted) and resource is None:
+            raise
+        status = "interrupted" if isinstance(err, TrainingInterrupted) else "failed"
+        reason = resource or str(err)
         if main:
-            writers.write_json_atomic(os.path.join(workdir, "summary.json"), stopped)
+            try:
+                stopped = {"status": status, "reason": reason, "step": _latest_step(ckpt)}
+                writers.write_json_atomic(os.path.join(workdir, "summary.json"), stopped)
+            except OSError:  # a full disk may refuse this too; the error line still says it
+                pass
+        if resource is not None:
+            raise ResourceError(resource) from err
+        raise
+    except BaseException:  # a second Ctrl-C
+        _quietly(ckpt.wait)
         raise
     finally:
-        ckpt.wait()
         for writer in writer_list:
-            writer.flush()
+            _quietly(writer.flush) if failed else writer.flush()
+
+
+def _latest_step(ckpt) -> int:
+    try:
+        return int(ckpt.latest_step() or 0)
+    except Exception:  # a damaged checkpoint folder: the summary still says what happened
+        return 0
+
+
+def _quietly(fn) -> None:
+    """Runs `fn` (waiting for pending saves) while an error is already on its way up: a second
+    error from the same cause (a full disk) must not hide the first."""
+    try:
+        fn()
+    except Exception as err:  # noqa: BLE001
+        logging.warning("while stopping: %s", resource_failure(err) or err)
 
 
 def train_and_evaluate(config, workdir: str, force: bool = False) -> dict:
@@ -556,8 +672,41 @@ def train_and_evaluate(config, workdir: str, force: bool = False) -> dict:
     work. SIGTERM / SIGINT save a checkpoint and raise `TrainingInterrupted`; `summary.json`
     then says `"interrupted"`.
     """
-    with run_lock(workdir):
-        return _train_and_evaluate(config, workdir, force)
+    families.validate(config)  # before the disk is touched: a bad config leaves nothing behind
+    check_workdir_path(workdir)
+    check_workdir_config(config, workdir, force)
+    created = not os.path.exists(workdir)
+    try:
+        with run_lock(workdir):
+            return _train_and_evaluate(config, workdir, force)
+    except BaseException:
+        if created:  # a run that failed before writing anything (e.g. data it cannot load)
+            remove_if_empty_run(workdir)
+        raise
+
+
+def check_workdir_path(workdir: str) -> None:
+    """Refuses (`ConfigError`) a work directory that is a file, lies inside a file, or cannot
+    be created or written."""
+    path = os.path.abspath(workdir)
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ConfigError(f"--workdir {workdir} is a file, not a directory")
+    existing = path
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise ConfigError(f"--workdir {workdir} lies inside the file {existing}")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"--workdir {workdir}: no permission to write in {existing}")
+
+
+def remove_if_empty_run(workdir: str) -> None:
+    """Deletes a work directory this process created when it holds nothing but the run lock
+    (and empty folders): a failed start leaves no half-made run behind."""
+    for root, _, files in os.walk(workdir):
+        if any(f != "run.lock" or root != workdir for f in files):
+            return
+    shutil.rmtree(workdir, ignore_errors=True)
 
 
 def _train_and_evaluate(config, workdir: str, force: bool) -> dict:
@@ -577,6 +726,13 @@ def _train_and_evaluate(config, workdir: str, force: bool) -> dict:
     ]
     with guarded_training(workdir, run.ckpt, writer_list, main) as stop:
         train_seconds, train_work = train_loop(run, writer_list, stop)
+    with guarded_training(workdir, run.ckpt, writer_list, main, "the final evaluation"):
+        return _finish(run, writer_list, trained, wall_start, train_seconds, train_work)
+
+
+def _finish(run, writer_list, trained, wall_start, train_seconds, train_work) -> dict:
+    """The final evaluation, the artefacts and the summaries of a trained run."""
+    config, workdir, main = run.config, run.workdir, devices.is_main_process()
     final, extras, outputs = run.evaluate(final=True)
     common = {
         "status": "completed",

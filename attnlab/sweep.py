@@ -22,6 +22,7 @@ import functools
 import hashlib
 import itertools
 import json
+import logging
 import os
 import re
 import signal
@@ -42,8 +43,8 @@ LOCK_FILE = "sweep.lock"
 class SweepLock(DirectoryLock):
     """The lock of a sweep directory: a second sweep into it is refused."""
 
-    def __init__(self, sweep_dir: str):
-        super().__init__(sweep_dir, LOCK_FILE, "sweep")
+    def __init__(self, sweep_dir: str, shared: bool = False):
+        super().__init__(sweep_dir, LOCK_FILE, "sweep", shared)
 
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._=+,-]+")
@@ -141,14 +142,13 @@ def check_trials(config_path: str, trials: list[Trial], common: dict | None = No
             apply_overrides(config, trial.overrides)
             families.validate(config)
         except ConfigError as err:
-            reasons = [line.strip() for line in str(err).splitlines()]
-            reasons = [r for r in reasons if r and r != "invalid config:"]
-            bad.append(f"trial {trial.index} ({trial.name}): {'; '.join(reasons)}")
+            bad.append(f"trial {trial.index} ({trial.name}): {'; '.join(err.errors)}")
     if bad:
         shown = bad[:10] + ([f"... and {len(bad) - 10} more"] if len(bad) > 10 else [])
         raise ConfigError(
-            f"{len(bad)} of {len(trials)} trials have an invalid config; no trial was started:\n  "
-            + "\n  ".join(shown)
+            f"{len(bad)} of {len(trials)} trials have an invalid config; no trial was started: "
+            + " | ".join(shown),
+            bad,
         )
 
 
@@ -190,6 +190,10 @@ def run_trial(config_path: str, trial: Trial, sweep_dir: str, common: dict | Non
         trial.status = "completed"
         return trial
     os.makedirs(trial_dir, exist_ok=True)
+    holder = _running_elsewhere(trial_dir)
+    if holder is not None:  # its log and files are another process's: leave them alone
+        trial.status, trial.error = "pending", f"running in another process ({holder})"
+        return trial
     start = time.perf_counter()
     with open(os.path.join(trial_dir, "train.log"), "w") as log:
         code = subprocess.call(
@@ -203,6 +207,20 @@ def run_trial(config_path: str, trial: Trial, sweep_dir: str, common: dict | Non
     if trial.status == "failed":
         trial.error = f"exit code {code}: " + _error_summary(os.path.join(trial_dir, "train.log"))
     return trial
+
+
+def _running_elsewhere(trial_dir: str) -> str | None:
+    """Who holds the trial's run lock (a training process started by someone else), or `None`."""
+    import fcntl
+
+    with open(os.path.join(trial_dir, "run.lock"), "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            return f.read().strip() or "another process"
+        fcntl.flock(f, fcntl.LOCK_UN)
+    return None
 
 
 def _stop_with_parent() -> None:
@@ -247,8 +265,9 @@ def run_sweep(
         trials = [trials[index]]
     check_trials(config_path, trials, common_overrides)
     os.makedirs(sweep_dir, exist_ok=True)
-    # One whole sweep per directory at a time; the jobs of a job array (index) share it.
-    with contextlib.nullcontext() if index is not None else SweepLock(sweep_dir):
+    # One whole sweep per directory at a time; the jobs of a job array (index) share it, and
+    # neither starts while the other runs.
+    with SweepLock(sweep_dir, shared=index is not None):
         status = functools.partial(_write_status, sweep_dir, config_path, axes=axes)
         return _run_trials(
             config_path, sweep_dir, trials, backend, on_done, common_overrides, status
@@ -277,9 +296,15 @@ def _write_status(sweep_dir: str, config_path: str, trials: list[Trial], axes=()
     a job array each job only knows its own trial, so merge by name."""
     path = os.path.join(sweep_dir, STATUS_FILE)
     known = {}
-    if os.path.exists(path):
+    try:
         with open(path) as f:
             known = {t["name"]: t for t in json.load(f).get("trials", [])}
+    except FileNotFoundError:
+        pass
+    except (OSError, ValueError, TypeError, KeyError, AttributeError) as err:
+        # damaged (a cut write): rebuilt from the trials this process knows; every trial's own
+        # summary.json still says whether it finished, so nothing is lost
+        logging.warning("%s was damaged (%s); writing it anew", path, err)
     known.update({t.name: asdict(t) for t in trials})
     ordered = sorted(known.values(), key=lambda t: t["index"])
     write_json_atomic(path, {"config": config_path, "axes": list(axes), "trials": ordered})

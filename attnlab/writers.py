@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from attnlab.config_lib import ConfigError
+
 METRICS_FILENAME = "metrics.jsonl"
 TENSORBOARD_DIRNAME = "tb"
 
@@ -79,11 +81,29 @@ def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
     _atomic_write_text(path, text)
 
 
+class DamagedFileError(ConfigError):
+    """A file a run wrote cannot be read back (cut short, overwritten, not JSON); the message
+    names the file, what is wrong and what to do."""
+
+
+def read_json(path: str | os.PathLike, fix: str = "") -> Any:
+    """The JSON content of `path`; a file that is not valid JSON (or not UTF-8) raises
+    `DamagedFileError` naming it, the parser's complaint and `fix` (what the user can do)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (ValueError, UnicodeDecodeError) as err:
+        raise DamagedFileError(
+            f"{os.fspath(path)} is damaged ({err}){'; ' + fix if fix else ''}"
+        ) from err
+
+
 def read_jsonl(path: str | os.PathLike) -> list[dict]:
     """Read a JSON-lines file into a list of dicts, skipping blank lines.
 
     A last line without a trailing newline is ignored: it is a record that a writer was still
-    appending (or was killed while appending). Any other malformed line raises `ValueError`.
+    appending (or was killed while appending). Any other malformed line raises
+    `DamagedFileError` (a `ValueError`) naming the line.
     """
     with open(path, encoding="utf-8") as f:
         text = f.read()
@@ -95,9 +115,16 @@ def read_jsonl(path: str | os.PathLike) -> list[dict]:
         if not line.strip():
             continue
         try:
-            records.append(json.loads(line))
+            record = json.loads(line)
+            if not isinstance(record, dict):
+                raise json.JSONDecodeError("not an object", line, 0)
+            records.append(record)
         except json.JSONDecodeError as e:
-            raise ValueError(f"{os.fspath(path)}:{lineno}: malformed JSON line: {e}") from e
+            raise DamagedFileError(
+                f"{os.fspath(path)}:{lineno} is damaged (not a JSON line: {e}); delete that line "
+                "and the ones after it, and the same command resumes from the newest "
+                "checkpoint the log still covers"
+            ) from e
     return records
 
 
@@ -176,8 +203,9 @@ class JsonlWriter(MetricWriter):
         self._file.flush()
 
     def flush(self) -> None:
-        """Flush buffered lines to the operating system."""
-        self._file.flush()
+        """Flush buffered lines to the operating system (nothing once closed)."""
+        if not self._file.closed:
+            self._file.flush()
 
     def close(self) -> None:
         """Close the file (idempotent)."""
@@ -230,7 +258,8 @@ class TensorBoardWriter(MetricWriter):
 
     def flush(self) -> None:
         """Flush pending events to the event file."""
-        self._writer.flush()
+        if not self._closed:
+            self._writer.flush()
 
     def close(self) -> None:
         """Flush and close the event file (idempotent)."""

@@ -5,7 +5,6 @@ import os
 
 import pytest
 
-from attnlab.__main__ import main
 from attnlab.config import default_config
 from attnlab.config_lib import ConfigError, apply_overrides, load_config
 from attnlab.families import validate
@@ -76,18 +75,6 @@ def test_dot_with_matching_sizes_is_valid():
     config.model.score = "dot"
     config.model.decoder_hidden_dim = 256
     validate(config)
-
-
-@pytest.fixture
-def cli(capsys):
-    """Runs `python -m attnlab ARGS` in this process: `(exit code, stdout, stderr)`."""
-
-    def run(*args):
-        code = main(list(args))
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
 
 
 def test_cli_bad_value_exits_2_with_a_readable_message(cli, tmp_path):

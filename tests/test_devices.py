@@ -12,23 +12,32 @@ from attnlab import devices
 from attnlab.config_lib import ConfigError
 
 SCRIPT = """
-import json, sys
+import json, os, sys
 import jax
 if len(sys.argv) > 2:  # coordinator address, process count, process id
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
+sys.path.insert(0, os.path.join(os.getcwd(), "tests"))
+from test_devices import tiny_config
 from attnlab import runner
-from attnlab.config import default_config, quick
-c = quick(default_config())
-c.data.num_train, c.data.num_valid, c.data.num_test, c.data.num_long = 640, 64, 64, 64
-c.data.eval_batch_size = 64
-c.model.encoder.hidden_dim = c.model.decoder_hidden_dim = c.model.attention.attn_dim = 16
-c.train.num_steps, c.train.log_every, c.train.eval_every, c.train.ckpt_every = 20, 10, 20, 20
-c.train.num_heatmaps = 0
-summary = runner.train_and_evaluate(c, sys.argv[1])
+summary = runner.train_and_evaluate(tiny_config(), sys.argv[1])
 summary["device_count"] = jax.device_count()
 print("SUMMARY" + json.dumps(summary))
 """
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def tiny_config():
+    """20 steps of a 16-unit model: the runs these tests compare."""
+    from attnlab.config import default_config, quick
+
+    c = quick(default_config())
+    c.data.num_train, c.data.num_valid, c.data.num_test, c.data.num_long = 640, 64, 64, 64
+    c.data.eval_batch_size = 64
+    c.model.encoder.hidden_dim = c.model.decoder_hidden_dim = c.model.attention.attn_dim = 16
+    c.train.num_steps, c.train.log_every, c.train.eval_every, c.train.ckpt_every = 20, 10, 20, 20
+    c.train.num_heatmaps = 0
+    return c
 
 
 def _env(device_count):
@@ -49,6 +58,7 @@ def _run(workdir, device_count):
     env = _env(device_count)
     out = subprocess.run(
         [sys.executable, "-c", SCRIPT, str(workdir)],
+        cwd=REPO,
         capture_output=True,
         text=True,
         env=env,
@@ -59,9 +69,14 @@ def _run(workdir, device_count):
 
 
 def test_four_devices_match_one_device(tmp_path):
-    one = _run(tmp_path / "one", 1)
+    import jax
+
+    from attnlab import runner
+
+    assert jax.device_count() == 1  # this process: the one-device run
+    one = runner.train_and_evaluate(tiny_config(), str(tmp_path / "one"))
     four = _run(tmp_path / "four", 4)
-    assert one["device_count"] == 1 and four["device_count"] == 4
+    assert four["device_count"] == 4
     for key in ("eval/loss", "eval_long/loss", "test/loss"):
         assert four[key] == pytest.approx(one[key], rel=1e-4), key
     for key in ("eval/token_accuracy", "test/token_accuracy", "eval/align_accuracy"):
@@ -94,6 +109,7 @@ def test_two_processes_match_one_process(tmp_path):
             stderr=subprocess.PIPE,
             text=True,
             env=_env(2),
+            cwd=REPO,
         )
         for i in range(2)
     ]

@@ -191,7 +191,7 @@ def test_hard_attention_config_errors_name_the_fix():
         assert f"model.{'attention.' if 'reinforce' not in field else ''}{field}" in text
 
 
-def test_a_short_run_learns_reverse_with_sampled_positions(tmp_path):
+def test_a_short_run_learns_reverse_with_sampled_positions(tmp_path, optimized_xla):
     c = quick(default_config())
     c.data.num_long = 0
     c.model.decoder, c.model.score, c.model.attention.kind = "luong", "general", "hard"

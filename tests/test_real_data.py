@@ -123,18 +123,22 @@ def test_g2p_scoring_counts_a_word_right_when_any_pronunciation_matches():
     assert scorer.metrics(1) == {"per": pytest.approx(1 / 6), "wer": 1.0}  # one deletion
 
 
-def test_predict_cli_reads_stdin_counts_unknown_and_empty_lines(tmp_path, dates_run):
+def test_predict_cli_reads_stdin_counts_unknown_and_empty_lines(
+    tmp_path, dates_run, monkeypatch, capsys
+):
+    import io
+
+    from attnlab.__main__ import main
+
     workdir, _ = dates_run
     lines = ["3 March 1999", "", "12/5/2001 ☃"]
-    command = [sys.executable, "-m", "attnlab", "predict", f"--workdir={workdir}"]
-    command += [f"--heatmaps={tmp_path / 'maps'}", "--beam_size=2"]
-    out = subprocess.run(
-        command, input="\n".join(lines) + "\n", capture_output=True, text=True, timeout=300
-    )
-    assert out.returncode == 0, out.stderr[-2000:]
-    predictions = out.stdout.split("\n")[:-1]
+    monkeypatch.setattr(sys, "stdin", io.StringIO("\n".join(lines) + "\n"))
+    command = ["predict", f"--workdir={workdir}", f"--heatmaps={tmp_path / 'maps'}"]
+    assert main([*command, "--beam_size=2"]) == 0  # the command line, in this process
+    out = capsys.readouterr()
+    predictions = out.out.split("\n")[:-1]
     assert len(predictions) == 3 and predictions[1] == ""
-    assert "1 unknown source tokens" in out.stderr and "1 empty lines" in out.stderr
+    assert "1 unknown source tokens" in out.err and "1 empty lines" in out.err
     assert sorted(os.listdir(tmp_path / "maps")) == ["input_0000.png", "input_0002.png"]
     # The same model in-process, greedy: the output is what the run's own decoder produces.
     from attnlab.predict import Predictor

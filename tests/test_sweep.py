@@ -138,26 +138,23 @@ def test_a_sweep_with_an_invalid_trial_config_starts_no_trial(tmp_path):
     assert not (tmp_path / "sweep").exists()
 
 
-def test_sweep_index_runs_one_trial(tmp_path, fast_subprocesses):
-    config = tmp_path / "tiny_sweep.py"
-    config.write_text(textwrap.dedent(SWEEP_FILE))
-    trials = sweep.run_sweep(str(config), str(tmp_path / "s"), index=2)
-    assert [t.name for t in trials] == ["score=general,seed=1"]
-    assert trials[0].status == "completed"
-    assert sorted(os.listdir(tmp_path / "s")) == ["score=general,seed=1", sweep.STATUS_FILE]
-    with pytest.raises(ConfigError, match="has 3 trials"):
-        sweep.run_sweep(str(config), str(tmp_path / "s"), index=3)
-
-
-def test_common_overrides_reach_every_trial(tmp_path, fast_subprocesses):
+def test_sweep_index_runs_one_trial_with_the_common_overrides(tmp_path, fast_subprocesses):
     config = tmp_path / "tiny_sweep.py"
     config.write_text(textwrap.dedent(SWEEP_FILE))
     trials = sweep.run_sweep(
-        str(config), str(tmp_path / "s"), index=0, common_overrides={"train.num_steps": 2}
+        str(config), str(tmp_path / "s"), index=2, common_overrides={"train.num_steps": 2}
     )
+    assert [t.name for t in trials] == ["score=general,seed=1"]
     assert trials[0].status == "completed"
+    assert sorted(os.listdir(tmp_path / "s")) == [
+        "score=general,seed=1",
+        sweep.STATUS_FILE,
+        sweep.LOCK_FILE,  # held shared by the jobs of a job array
+    ]
     resolved = json.load(open(tmp_path / "s" / trials[0].name / "config.json"))
-    assert resolved["train"]["num_steps"] == 2
+    assert resolved["train"]["num_steps"] == 2  # a sweep-wide override reaches the trial
+    with pytest.raises(ConfigError, match="has 3 trials"):
+        sweep.run_sweep(str(config), str(tmp_path / "s"), index=3)
 
 
 def test_unknown_backend_lists_the_valid_ones():

@@ -58,7 +58,7 @@ def validate(config) -> None:
     require_positive(errors, d, "data.", ["num_train", "num_valid", "num_test", "batch_size"])
     require_full_batch(errors, d)
     require(errors, d.noise >= 0, "data.noise", d.noise, "must be >= 0")
-    validate_optim_train(errors, config.optim, config.train)
+    validate_optim_train(errors, config.optim, config.train, d.num_valid)
     raise_if(errors)
 
 

@@ -136,5 +136,30 @@ def validate(config: ml_collections.ConfigDict) -> None:
     validate_run_fields(errors, config)
     _validate_data(errors, config.data)
     _validate_model(errors, config.model)
-    validate_optim_train(errors, config.optim, config.train)
+    validate_optim_train(errors, config.optim, config.train, config.data.num_valid)
     raise_if(errors)
+
+
+def memory_estimate(config: ml_collections.ConfigDict) -> list:
+    """The big allocations of one run (`attnlab.resources`), float32, order of magnitude: the
+    canvases held on the host (uint8 when generated, float32 when batched), and per seed the
+    parameters with their optimiser state plus the glimpses and core states of a batch."""
+    from attnlab.resources import Need
+
+    d, m = config.data, config.model
+    canvas = d.canvas_size**2
+    glimpse = m.scales * m.patch**2
+    params = glimpse * m.glimpse_hidden + (m.glimpse_hidden + m.location_hidden) * m.hidden
+    params += 6 * m.hidden * m.hidden + 10 * m.hidden
+    batch = max(d.batch_size, d.eval_batch_size)
+    activations = batch * (4 * canvas + m.num_glimpses * (glimpse + 8 * m.hidden))
+    train = 4 * config.num_seeds * (4 * params + activations)
+    host = (d.num_train + d.num_valid + d.num_test) * canvas * 5
+    return [
+        Need(
+            "training (parameters, optimiser state, a batch of glimpses)",
+            train,
+            ("num_seeds", "data.batch_size", "data.canvas_size", "model.hidden", "model.scales"),
+        ),
+        Need("the canvases on the host", host, ("data.num_train", "data.canvas_size")),
+    ]
