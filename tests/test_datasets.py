@@ -57,6 +57,7 @@ def test_builders_are_registered(tmp_path):
         "g2p": "attnlab_g2p",
         "dates": "attnlab_dates",
         "digits": "attnlab_digits_canvas",
+        "mnist": "attnlab_mnist",
     }
     for name, cls, default in [
         ("attnlab_g2p", attnlab.data.builders.AttnlabG2p, "no_stress"),

@@ -226,3 +226,31 @@ def test_learned_glimpses_beat_random_glimpses(tmp_path, data_dir, optimized_xla
     # ranked first, but with one seed per variant nothing can be tested: no "best" is claimed
     assert table.index("**locations=learned**") < table.index("locations=random")
     assert "(best)" not in table
+
+
+def test_localisation_measures_pixels_from_the_digit_centre_and_fovea_hits():
+    from attnlab.ram.train import localisation_sums
+
+    config = ram_config.default_config()
+    config.data.name, config.model.patch = "mnist", 12  # 28-pixel digits, a 12-pixel fovea
+    images = np.zeros((2, 60, 60), np.uint8)
+    positions = np.array([[10, 20], [0, 0]], np.int32)  # centres (24, 34) and (14, 14)
+    split = data_lib_split(images, positions)
+    on_centre = [24 / 60 * 2 - 1, 34 / 60 * 2 - 1]
+    # seed 0: example 0 looks at the corner, then at its centre; example 1 at (20, 14) twice
+    near = [20 / 60 * 2 - 1, 14 / 60 * 2 - 1]
+    locations = np.array([[[[-1.0, -1.0], on_centre], [near, near]]])  # [K=1, B=2, N=2, 2]
+    batch = {"index": np.array([0, 1]), "mask": np.array([1.0, 1.0])}
+    sums = localisation_sums(locations, batch, split, config)
+    corner = np.hypot(24, 34)
+    np.testing.assert_allclose(sums["glimpse_distance"], [corner / 2 + 6.0])
+    np.testing.assert_allclose(sums["last_distance"], [0.0 + 6.0])
+    np.testing.assert_allclose(sums["fovea_hit"], [2.0])  # 6 px off is inside a 12 px fovea
+    batch["mask"] = np.array([1.0, 0.0])  # padding rows do not count
+    np.testing.assert_allclose(localisation_sums(locations, batch, split, config)["fovea_hit"], [1])
+
+
+def data_lib_split(images, positions):
+    from attnlab.ram import data as data_lib
+
+    return data_lib.ImageSplit(images, np.zeros(len(images), np.int32), positions)

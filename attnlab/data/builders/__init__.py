@@ -24,11 +24,13 @@ import tensorflow_datasets as tfds
 from attnlab.data.builders.dates import AttnlabDates, DatesConfig
 from attnlab.data.builders.digits_canvas import AttnlabDigitsCanvas, DigitsCanvasConfig
 from attnlab.data.builders.g2p import AttnlabG2p, G2pConfig
+from attnlab.data.builders.mnist import AttnlabMnist
 
 __all__ = [
     "AttnlabDates",
     "AttnlabDigitsCanvas",
     "AttnlabG2p",
+    "AttnlabMnist",
     "DatesConfig",
     "DigitsCanvasConfig",
     "G2pConfig",
@@ -38,7 +40,12 @@ __all__ = [
 ]
 
 # Short names accepted by `load_split` and `load_arrays`, and the TFDS names they stand for.
-NAMES = {"g2p": AttnlabG2p.name, "dates": AttnlabDates.name, "digits": AttnlabDigitsCanvas.name}
+NAMES = {
+    "g2p": AttnlabG2p.name,
+    "dates": AttnlabDates.name,
+    "digits": AttnlabDigitsCanvas.name,
+    "mnist": AttnlabMnist.name,
+}
 
 
 def load_split(
