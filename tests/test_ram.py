@@ -145,6 +145,37 @@ def test_each_loss_term_trains_only_its_own_parameters():
     assert not any(p in n for n in classification for p in (*policy, "'baseline'"))
 
 
+def test_a_random_first_glimpse_and_a_hidden_location_layer():
+    model = model_lib.RecurrentAttentionModel(
+        patch=4, scales=2, num_glimpses=3, hidden=8, glimpse_hidden=8, location_hidden=8,
+        first_location="random", location_net_hidden=6,
+    )  # fmt: skip
+    params = model_lib.init_params(model, jax.random.key(0), (16, 16, 1))
+    assert params["step"]["location_hidden"]["kernel"].shape == (8, 6)
+    pixels = np.zeros((4, 16, 16), np.uint8)
+    keys = model_lib.example_keys(jax.random.key_data(jax.random.key(4)), jnp.arange(4))
+    out = model_lib.apply_batch(model, params, pixels, keys, sample=True)
+    # the first glimpse is uniform (a different place per example, no policy gradient), the
+    # later ones sampled from the policy (which, on blank images, means the same for all)
+    assert len({tuple(np.round(x, 5)) for x in np.asarray(out.locations[:, 0])}) == 4
+    np.testing.assert_array_equal(out.log_probs[:, 0], 0.0)
+    assert np.all(np.asarray(out.log_probs[:, 1:]) != 0.0)
+    # the REINFORCE term's weight scales the policy's gradient, and nothing else's
+    from attnlab.ram.train import make_loss
+
+    batch = {"image": pixels, "label": jnp.arange(4)}
+    state = type("State", (), {"rng": jax.random.key_data(jax.random.key(1)), "step": 0})()
+
+    def grads(weight):
+        return jax.grad(lambda p: make_loss(model, weight)(p, batch, state)[0])(params)
+
+    full, half = grads(1.0), grads(0.5)
+    head = ("step", "location", "kernel")
+    pick = lambda g, path: g[path[0]][path[1]][path[2]]  # noqa: E731
+    np.testing.assert_allclose(pick(half, head), 0.5 * pick(full, head), rtol=1e-5)
+    np.testing.assert_allclose(half["classifier"]["kernel"], full["classifier"]["kernel"])
+
+
 def _results(summary):
     timing = (*runner.RUN_TIMING_KEYS, "train/examples_per_sec")
     return {k: v for k, v in summary.items() if k not in timing}

@@ -21,7 +21,7 @@ from attnlab.config_lib import (
     validate_optim_train,
     validate_run_fields,
 )
-from attnlab.ram.model import CORES, LOCATIONS
+from attnlab.ram.model import CORES, FIRST_LOCATIONS, LOCATIONS
 
 FAMILY = "ram"
 DATA_NAMES = ("digits", "mnist", "tfds:mnist")
@@ -69,6 +69,10 @@ def default_config() -> ml_collections.ConfigDict:
     # True: the policy gradient stops at the core state (a common implementation choice);
     # False: it trains the core and glimpse network too, as in the paper
     m.detach_policy = True
+    # How the policy is trained (public reimplementations differ from the paper here):
+    m.reinforce_weight = 1.0  # weight of the REINFORCE term in the loss (the paper: 1)
+    m.location_net_hidden = 0  # 0: mu = tanh(W h + b) (the paper); > 0: a ReLU layer before it
+    m.first_location = "policy"  # policy: l_0 from h_0 = 0 | random: l_0 ~ U[-1, 1]^2
 
     c.optim = optim_section()
     c.optim.learning_rate = 3e-3  # Adam; trained faster than 1e-3 at equal steps here
@@ -121,6 +125,7 @@ def _validate_model(errors, m):
     require_positive(errors, m, "model.", ["glimpse_hidden", "location_hidden", "hidden"])
     require_choice(errors, m, "model.", "core", CORES)
     require_choice(errors, m, "model.", "locations", LOCATIONS)
+    require_choice(errors, m, "model.", "first_location", FIRST_LOCATIONS)
     require(
         errors,
         m.location_std > 0,

@@ -8,6 +8,10 @@ One step `t = 0 .. N-1`, from the core state `h_t` (`h_0 = 0`):
   the sampled `l_t` is itself a constant for the classifier's gradient. With `locations =
   "random"`, `l_t ~ U[-1, 1]^2` at training and evaluation alike (the paper's random-glimpse
   baseline, with no policy gradient);
+  Options that public reimplementations use (config fields, the paper's choice by default):
+  `location_net_hidden > 0` puts a ReLU layer of that size before the `tanh` head;
+  `first_location = "random"` draws `l_0 ~ U[-1, 1]^2` instead of taking it from `h_0 = 0`
+  (no policy gradient for that step); the REINFORCE term's weight is `reinforce_weight`;
 - baseline: `b_t = w_b sg(h_t) + c_b`, a learned estimate of the expected reward;
 - glimpse network (§3, "Glimpse network"): `g_t = ReLU(Linear(h_g) + Linear(h_l))` with
   `h_g = ReLU(Linear(rho(x, l_t)))` (what) and `h_l = ReLU(Linear(l_t))` (where);
@@ -36,6 +40,7 @@ from attnlab.ram.glimpse import glimpse
 
 CORES = ("relu", "gru", "lstm")
 LOCATIONS = ("learned", "random")
+FIRST_LOCATIONS = ("policy", "random")
 
 
 class Outputs(NamedTuple):
@@ -103,15 +108,21 @@ class GlimpseStep(nn.Module):
     learn_std: bool
     locations: str
     detach_policy: bool
+    location_net_hidden: int
+    first_location: str
     sample: bool
 
     @nn.compact
-    def __call__(self, carry, key, image):
+    def __call__(self, carry, key, image, first):
         h = Core.state(self.core, carry)
         # The paper differentiates log pi with respect to every parameter (the core and the
         # glimpse network learn to serve the policy too); `detach_policy` stops that, as some
         # implementations do. The baseline never trains the core.
         policy_input = jax.lax.stop_gradient(h) if self.detach_policy else h
+        if self.location_net_hidden:
+            policy_input = nn.relu(
+                nn.Dense(self.location_net_hidden, name="location_hidden")(policy_input)
+            )
         mean = jnp.tanh(nn.Dense(2, name="location")(policy_input))
         baseline = nn.Dense(1, name="baseline")(jax.lax.stop_gradient(h))[0]
         init_log_std = math.log(self.location_std)
@@ -120,14 +131,19 @@ class GlimpseStep(nn.Module):
         else:
             log_std = jnp.full((2,), init_log_std)
         key = jax.random.wrap_key_data(key)
-        if self.locations == "random":
-            loc = jax.random.uniform(key, (2,), minval=-1.0, maxval=1.0)
-            log_prob = jnp.zeros(())
+        uniform = self.locations == "random"
+        if uniform or self.first_location == "random":
+            random_loc = jax.random.uniform(key, (2,), minval=-1.0, maxval=1.0)
+        if uniform:
+            loc, log_prob = random_loc, jnp.zeros(())
         elif self.sample:
             loc = jax.lax.stop_gradient(mean + jnp.exp(log_std) * jax.random.normal(key, (2,)))
             log_prob = reinforce.gaussian_log_prob(loc, mean, log_std)
         else:
             loc, log_prob = mean, jnp.zeros(())
+        if self.first_location == "random" and not uniform:  # l_0 random, not from the policy
+            loc = jnp.where(first, random_loc, loc)
+            log_prob = jnp.where(first, 0.0, log_prob)
         loc = jax.lax.stop_gradient(jnp.clip(loc, -1.0, 1.0))  # the sensor clips it anyway
         patches = glimpse(image, loc, self.patch, self.scales)
         g = GlimpseNetwork(
@@ -155,6 +171,8 @@ class RecurrentAttentionModel(nn.Module):
     learn_std: bool = False
     locations: str = "learned"
     detach_policy: bool = True
+    location_net_hidden: int = 0
+    first_location: str = "policy"
     num_classes: int = 10
 
     @nn.compact
@@ -163,7 +181,7 @@ class RecurrentAttentionModel(nn.Module):
             GlimpseStep,
             variable_broadcast="params",
             split_rngs={"params": False},
-            in_axes=(0, nn.broadcast),
+            in_axes=(0, nn.broadcast, 0),
             length=self.num_glimpses,
         )(
             self.patch,
@@ -176,6 +194,8 @@ class RecurrentAttentionModel(nn.Module):
             self.learn_std,
             self.locations,
             self.detach_policy,
+            self.location_net_hidden,
+            self.first_location,
             sample,
             name="step",
         )
@@ -183,7 +203,8 @@ class RecurrentAttentionModel(nn.Module):
             jax.random.split(jax.random.wrap_key_data(key), self.num_glimpses)
         )
         carry = Core(self.core, self.hidden).initial()
-        carry, (locs, means, log_probs, baselines) = steps(carry, keys, image)
+        first = jnp.arange(self.num_glimpses) == 0
+        carry, (locs, means, log_probs, baselines) = steps(carry, keys, image, first)
         logits = nn.Dense(self.num_classes, name="classifier")(Core.state(self.core, carry))
         return Outputs(logits, locs, means, log_probs, baselines)
 
@@ -203,6 +224,8 @@ def build_model(config) -> RecurrentAttentionModel:
         learn_std=m.learn_std,
         locations=m.locations,
         detach_policy=m.detach_policy,
+        location_net_hidden=m.location_net_hidden,
+        first_location=m.first_location,
     )
 
 

@@ -57,7 +57,7 @@ TRAIN_SUMS = {
 }
 
 
-def make_loss(model):
+def make_loss(model, reinforce_weight: float = 1.0):
     """The pure `loss(params, batch, state) -> (loss, (sums, {}))` of one seed: the hybrid loss
     (cross-entropy + REINFORCE + baseline), locations sampled from `fold_in(state.rng,
     state.step)`; the sums are per-batch totals (`<term>_sum`, `examples`)."""
@@ -70,7 +70,8 @@ def make_loss(model):
         keys = model_lib.example_keys(key, jnp.arange(size))
         outputs = model_lib.apply_batch(model, params, batch["image"], keys, sample=True)
         terms = model_lib.loss_terms(outputs, batch["label"])
-        loss = terms["classification"] + terms["reinforce"] + terms["baseline"]
+        weight = reinforce_weight  # the policy term's weight (config.model.reinforce_weight)
+        loss = terms["classification"] + weight * terms["reinforce"] + terms["baseline"]
         count = jnp.float32(size)
         sums = {
             "loss_sum": loss * count,
@@ -129,7 +130,7 @@ class RamExperiment(families.Experiment):
         self.config, self.mesh = config, mesh
         self.splits = data_lib.load(config.data)
         self.model = model_lib.build_model(config)
-        self.loss = make_loss(self.model)
+        self.loss = make_loss(self.model, config.model.reinforce_weight)
         self.image_shape = (*self.splits["train"].images.shape[1:3], 1)
         self.eval_batches = {
             s: data_lib.eval_batches(self.splits[s], config.data.eval_batch_size)
