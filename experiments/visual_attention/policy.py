@@ -40,5 +40,7 @@ def get_sweep():
     paper = {"model.location_net_hidden": 0, "model.first_location": "policy"}
     hidden = {"model.location_net_hidden": 128, "model.first_location": "random"}
     return [
-        {"model.reinforce_weight": weight, **net} for net in (paper, hidden) for weight in (1.0, 0.01)
+        {"model.reinforce_weight": weight, **net}
+        for net in (paper, hidden)
+        for weight in (1.0, 0.01)
     ]
