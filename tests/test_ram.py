@@ -58,8 +58,8 @@ def test_validate_lists_every_bad_field():
         assert field in message
     assert "gru" in message and "learned, random" in message  # what is allowed
     config = ram_config.default_config()
-    config.data.canvas_size, config.data.clutter_size = 6, 9
-    with pytest.raises(ConfigError, match="canvas_size=6.*; .*clutter_size=9"):
+    config.data.canvas_size, config.data.clutter_size = 6, 17
+    with pytest.raises(ConfigError, match="canvas_size=6.*; .*clutter_size=17"):
         ram_config.validate(config)
     ram_config.validate(ram_config.quick(ram_config.default_config()))
 
@@ -163,7 +163,7 @@ def test_a_random_first_glimpse_and_a_hidden_location_layer():
     # the REINFORCE term's weight scales the policy's gradient, and nothing else's
     from attnlab.ram.train import make_loss
 
-    batch = {"image": pixels, "label": jnp.arange(4)}
+    batch = {"image": pixels, "label": jnp.arange(4), "target": jnp.zeros((4, 2))}
     state = type("State", (), {"rng": jax.random.key_data(jax.random.key(1)), "step": 0})()
 
     def grads(weight):
@@ -277,6 +277,10 @@ def test_localisation_measures_pixels_from_the_digit_centre_and_fovea_hits():
     np.testing.assert_allclose(sums["glimpse_distance"], [corner / 2 + 6.0])
     np.testing.assert_allclose(sums["last_distance"], [0.0 + 6.0])
     np.testing.assert_allclose(sums["fovea_hit"], [2.0])  # 6 px off is inside a 12 px fovea
+    np.testing.assert_allclose(sums["fovea_found"], [2.0])
+    late = locations[:, :, ::-1]  # example 0 on its centre first, then in the corner
+    moved = localisation_sums(late, batch, split, config)
+    np.testing.assert_allclose([moved["fovea_hit"], moved["fovea_found"]], [[1.0], [2.0]])
     batch["mask"] = np.array([1.0, 0.0])  # padding rows do not count
     np.testing.assert_allclose(localisation_sums(locations, batch, split, config)["fovea_hit"], [1])
 
@@ -284,4 +288,35 @@ def test_localisation_measures_pixels_from_the_digit_centre_and_fovea_hits():
 def data_lib_split(images, positions):
     from attnlab.ram import data as data_lib
 
-    return data_lib.ImageSplit(images, np.zeros(len(images), np.int32), positions)
+    return data_lib.ImageSplit(images, np.zeros(len(images), np.int32), positions, 28)
+
+
+def test_oracle_glimpses_and_full_image_references():
+    """`locations="oracle"` looks exactly at the given digit centres with no policy term; the
+    fc and conv references have no glimpses, so the hybrid loss is their cross-entropy alone,
+    and every one of their layers is trained by it."""
+    from attnlab.ram.train import make_loss
+
+    pixels = np.random.default_rng(0).integers(0, 256, (3, 16, 16)).astype(np.uint8)
+    targets = jnp.array([[0.5, -0.25], [0.0, 0.0], [-1.0, 1.0]])
+    keys = model_lib.example_keys(jax.random.key_data(jax.random.key(4)), jnp.arange(3))
+    oracle = model_lib.RecurrentAttentionModel(
+        patch=4, scales=1, num_glimpses=2, hidden=8, glimpse_hidden=8, location_hidden=8,
+        locations="oracle",
+    )  # fmt: skip
+    params = model_lib.init_params(oracle, jax.random.key(0), (16, 16, 1))
+    out = model_lib.apply_batch(oracle, params, pixels, keys, sample=True, targets=targets)
+    np.testing.assert_array_equal(out.locations, np.repeat(targets[:, None], 2, axis=1))
+    np.testing.assert_array_equal(out.log_probs, 0.0)
+    batch = {"image": pixels, "label": jnp.arange(3), "target": targets}
+    state = type("State", (), {"rng": jax.random.key_data(jax.random.key(1)), "step": 0})()
+    for kind in ("fc", "conv"):
+        config = ram_config.default_config()
+        config.model.kind, config.model.hidden, config.model.conv_features = kind, 8, 2
+        model = model_lib.build_model(config)
+        params = model_lib.init_params(model, jax.random.key(0), (16, 16, 1))
+        loss, (sums, _) = make_loss(model)(params, batch, state)
+        assert sums["reinforce_sum"] == 0.0 and sums["baseline_sum"] == 0.0
+        assert loss == pytest.approx(float(sums["classification_sum"]) / 3)
+        grads = jax.grad(lambda p: make_loss(model)(p, batch, state)[0])(params)  # noqa: B023
+        assert all(float(jnp.abs(g).sum()) > 0 for g in jax.tree.leaves(grads)), kind

@@ -21,12 +21,17 @@ from attnlab.config_lib import (
     validate_optim_train,
     validate_run_fields,
 )
-from attnlab.ram.model import CORES, FIRST_LOCATIONS, LOCATIONS
+from attnlab.ram.model import CORES, FIRST_LOCATIONS, KINDS, LOCATIONS
 
 FAMILY = "ram"
 DATA_NAMES = ("digits", "mnist", "tfds:mnist")
-# Digit side in pixels: scikit-learn's digits are 8x8, MNIST's 28x28.
-DIGIT_SIZE = {"digits": 8, "mnist": 28, "tfds:mnist": 28}
+# Digit side in pixels: MNIST's 28x28; scikit-learn's digits are 8x8, times data.digit_scale.
+MNIST_DIGIT_SIZE = 28
+
+
+def digit_size(d) -> int:
+    """Side in pixels of the digits of `config.data`."""
+    return 8 * d.digit_scale if d.name == "digits" else MNIST_DIGIT_SIZE
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -40,6 +45,9 @@ def default_config() -> ml_collections.ConfigDict:
     # tfds:mnist: TFDS's own copy, placed on the canvas on the fly
     d.name = "digits"
     d.canvas_size = 32  # square canvas side in pixels (the paper: 60 for MNIST)
+    # digits only: each 8x8 digit enlarged by this factor (2: 16x16, which the middle glimpse
+    # scale sees whole; 1: the original 8x8, too small for the coarser scales to read)
+    d.digit_scale = 2
     d.clutter = 0  # fragments of other digits on each canvas (the paper: 4 on 60x60)
     d.clutter_size = 4  # fragment side in pixels (the paper: 8 for MNIST)
     d.num_train = 12000  # training examples (digits: the 1297 training digits, re-placed)
@@ -54,6 +62,9 @@ def default_config() -> ml_collections.ConfigDict:
     d.data_dir = ""  # TFDS data directory ("" = $TFDS_DATA_DIR or ~/tensorflow_datasets)
 
     c.model = m = ml_collections.ConfigDict()
+    # ram: the recurrent attention model | fc, conv: references that see the whole image (two
+    # ReLU layers of `hidden` units; two convolutions then one layer of `hidden`), no glimpses
+    m.kind = "ram"
     m.patch = 8  # side of the smallest (full-resolution) patch and of every glimpse patch
     m.scales = 3  # patches per glimpse, each twice as wide as the last (the paper: 3)
     m.num_glimpses = 4  # glimpses before classifying (the paper: 4-8 on MNIST)
@@ -65,7 +76,9 @@ def default_config() -> ml_collections.ConfigDict:
     m.core = "gru"
     m.location_std = 0.15  # policy std in [-1, 1] units (the initial one if learned)
     m.learn_std = False  # learn the std (by REINFORCE) instead of fixing it
-    m.locations = "learned"  # learned (REINFORCE policy) | random (uniform: the baseline)
+    # learned (REINFORCE policy) | random (uniform: the paper's baseline) | oracle (every
+    # glimpse centred on the digit: the same model told where to look)
+    m.locations = "learned"
     # True: the policy gradient stops at the core state (a common implementation choice);
     # False: it trains the core and glimpse network too, as in the paper
     m.detach_policy = True
@@ -73,6 +86,11 @@ def default_config() -> ml_collections.ConfigDict:
     m.reinforce_weight = 1.0  # weight of the REINFORCE term in the loss (the paper: 1)
     m.location_net_hidden = 0  # 0: mu = tanh(W h + b) (the paper); > 0: a ReLU layer before it
     m.first_location = "policy"  # policy: l_0 from h_0 = 0 | random: l_0 ~ U[-1, 1]^2
+    # kind = conv: filters of the first convolution (the second has twice as many), their
+    # side and stride
+    m.conv_features = 8
+    m.conv_kernel = 5
+    m.conv_stride = 2
 
     c.optim = optim_section()
     c.optim.learning_rate = 3e-3  # Adam; trained faster than 1e-3 at equal steps here
@@ -101,8 +119,9 @@ def _validate_data(errors, d):
     require_positive(errors, d, "data.", ["num_test", "batch_size", "eval_batch_size"])
     require(errors, d.clutter >= 0, "data.clutter", d.clutter, "must be >= 0 (0 = no clutter)")
     require(errors, d.seed >= 0, "data.seed", d.seed, "must be >= 0")
-    digit = DIGIT_SIZE.get(d.name)
-    if digit is not None:
+    require_positive(errors, d, "data.", ["digit_scale"])
+    if d.name in DATA_NAMES and d.digit_scale > 0:
+        digit = digit_size(d)
         require(
             errors,
             d.canvas_size >= digit,
@@ -123,6 +142,8 @@ def _validate_data(errors, d):
 def _validate_model(errors, m):
     require_positive(errors, m, "model.", ["patch", "scales", "num_glimpses"])
     require_positive(errors, m, "model.", ["glimpse_hidden", "location_hidden", "hidden"])
+    require_choice(errors, m, "model.", "kind", KINDS)
+    require_positive(errors, m, "model.", ["conv_features", "conv_kernel", "conv_stride"])
     require_choice(errors, m, "model.", "core", CORES)
     require_choice(errors, m, "model.", "locations", LOCATIONS)
     require_choice(errors, m, "model.", "first_location", FIRST_LOCATIONS)

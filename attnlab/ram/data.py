@@ -42,17 +42,31 @@ FRESH_STREAM = 3
 @dataclasses.dataclass
 class ImageSplit:
     """One split in memory: `images` uint8 `[N, H, W]`, `labels` int32 `[N]`, `positions`
-    int32 `[N, 2]` (top-left of the digit); for the training split also the digits it was
-    drawn from, `digits` uint8 `[P, h, w]` with `digit_labels` int32 `[P]` (fresh canvases)."""
+    int32 `[N, 2]` (top-left of the digit), `digit_size` (its side in pixels); for the training
+    split also the digits it was drawn from, `digits` uint8 `[P, h, w]` with `digit_labels`
+    int32 `[P]` (fresh canvases)."""
 
     images: np.ndarray
     labels: np.ndarray
     positions: np.ndarray
+    digit_size: int
     digits: np.ndarray | None = None
     digit_labels: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    def targets(self, rows) -> np.ndarray:
+        """float32 `[n, 2]`: the digit centres of `rows` in the sensor's `[-1, 1]` coordinates
+        (`attnlab.ram.glimpse`), where the oracle looks."""
+        return digit_centres(self.positions[rows], self.digit_size, self.images.shape[1:3])
+
+
+def digit_centres(positions, digit_size: int, canvas) -> np.ndarray:
+    """Top-left pixels `[n, 2]` of `digit_size` digits on a `canvas = (H, W)` -> their centres
+    `[n, 2]` float32 in `[-1, 1]` (pixel `i` covers `[i, i + 1)`; -1 and 1 are the edges)."""
+    centre = np.asarray(positions, np.float64) + digit_size / 2.0
+    return (2.0 * centre / np.asarray(canvas, np.float64) - 1.0).astype(np.float32)
 
 
 def _epoch_rows(seed: int, epoch: int, size: int, batch_size: int) -> np.ndarray:
@@ -77,13 +91,19 @@ class ImageStream:
         return len(self.split) // self.batch_size
 
     def batch(self, step: int) -> dict[str, np.ndarray]:
-        """`{"image": uint8 [B, H, W], "label": int32 [B]}` of global step `step`."""
+        """`{"image": uint8 [B, H, W], "label": int32 [B], "target": float32 [B, 2]}` of global
+        step `step` (`target`: the digits' centres, `ImageSplit.targets`)."""
         epoch, index = divmod(step, self.batches_per_epoch)
         if self._epoch != epoch:
             self._epoch = epoch
             self._plan = _epoch_rows(self.seed, epoch, len(self.split), self.batch_size)
         rows = self._plan[index]
-        return {"image": self.split.images[rows], "label": self.split.labels[rows]}
+        split = self.split
+        return {
+            "image": split.images[rows],
+            "label": split.labels[rows],
+            "target": split.targets(rows),
+        }
 
 
 class FreshCanvasStream:
@@ -126,9 +146,12 @@ class FreshCanvasStream:
         }
 
     def batch(self, step: int) -> dict[str, np.ndarray]:
-        """`{"image": uint8 [B, H, W], "label": int32 [B]}` of global step `step`."""
-        canvases = self.canvases(step)
-        return {"image": canvases["image"], "label": canvases["label"]}
+        """`{"image": uint8 [B, H, W], "label": int32 [B], "target": float32 [B, 2]}` of global
+        step `step` (as `ImageStream.batch`)."""
+        c = self.canvases(step)
+        size = self.digits.shape[1]
+        target = digit_centres(c["position"], size, c["image"].shape[1:3])
+        return {"image": c["image"], "label": c["label"], "target": target}
 
 
 def train_stream(data_cfg, split: ImageSplit, seed: int):
@@ -144,9 +167,9 @@ def train_stream(data_cfg, split: ImageSplit, seed: int):
 
 
 def eval_batches(split: ImageSplit, batch_size: int) -> list[dict[str, np.ndarray]]:
-    """Every example in order, `batch_size` rows per batch: `image`, `label`, `index` (the
-    example's position in the split, which fixes its random locations) and `mask` (0 on the
-    padding rows of the last batch)."""
+    """Every example in order, `batch_size` rows per batch: `image`, `label`, `target` (the
+    digit's centre), `index` (the example's position in the split, which fixes its random
+    locations) and `mask` (0 on the padding rows of the last batch)."""
     batches = []
     for start in range(0, len(split), batch_size):
         rows = np.arange(start, min(start + batch_size, len(split)))
@@ -156,6 +179,7 @@ def eval_batches(split: ImageSplit, batch_size: int) -> list[dict[str, np.ndarra
             {
                 "image": split.images[padded],
                 "label": split.labels[padded],
+                "target": split.targets(padded),
                 "index": padded.astype(np.int32),
                 "mask": np.concatenate([np.ones(len(rows)), np.zeros(pad)]).astype(np.float32),
             }
@@ -176,8 +200,11 @@ def load_digits_canvas(d) -> dict[str, ImageSplit]:
     """The `attnlab_digits_canvas` config of these data fields, built on first use."""
     sizes = (d.num_train, d.num_valid, d.num_test)
     config = DigitsCanvasConfig(
-        name=digits_canvas.config_name(d.canvas_size, d.clutter, d.clutter_size, sizes, d.seed),
+        name=digits_canvas.config_name(
+            d.canvas_size, d.clutter, d.clutter_size, sizes, d.seed, d.digit_scale
+        ),
         canvas_size=d.canvas_size,
+        digit_scale=d.digit_scale,
         clutter=d.clutter,
         clutter_size=d.clutter_size,
         train_size=d.num_train,
@@ -189,9 +216,12 @@ def load_digits_canvas(d) -> dict[str, ImageSplit]:
     for split in SPLITS:
         arrays = load_arrays("digits", split, data_dir=d.data_dir or None, config=config)
         out[split] = ImageSplit(
-            arrays["image"], arrays["label"].astype(np.int32), arrays["position"].astype(np.int32)
+            arrays["image"],
+            arrays["label"].astype(np.int32),
+            arrays["position"].astype(np.int32),
+            digits_canvas.SOURCE_SIZE * d.digit_scale,
         )
-    images, labels = digits_canvas.digit_images()
+    images, labels = digits_canvas.digit_images(d.digit_scale)
     pool = digits_canvas.split_pools(len(images))["train"]
     out["train"].digits, out["train"].digit_labels = images[pool], labels[pool].astype(np.int32)
     return out
@@ -248,7 +278,7 @@ def load_mnist_canvas(d) -> dict[str, ImageSplit]:
             )
             canvases.append(canvas)
             positions.append(position)
-        out[split] = ImageSplit(np.stack(canvases), labels, np.stack(positions))
+        out[split] = ImageSplit(np.stack(canvases), labels, np.stack(positions), digits.shape[1])
         if split == "train":
             out[split].digits, out[split].digit_labels = digits, labels
     return out

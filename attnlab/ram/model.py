@@ -7,7 +7,8 @@ One step `t = 0 .. N-1`, from the core state `h_t` (`h_0 = 0`):
   location net sees `h_t` through a stop-gradient (`sg`): it is trained by REINFORCE alone, and
   the sampled `l_t` is itself a constant for the classifier's gradient. With `locations =
   "random"`, `l_t ~ U[-1, 1]^2` at training and evaluation alike (the paper's random-glimpse
-  baseline, with no policy gradient);
+  baseline, with no policy gradient); with `locations = "oracle"`, every glimpse is centred on
+  the digit (`target`, from the data: a reference that knows where to look);
   Options that public reimplementations use (config fields, the paper's choice by default):
   `location_net_hidden > 0` puts a ReLU layer of that size before the `tanh` head;
   `first_location = "random"` draws `l_0 ~ U[-1, 1]^2` instead of taking it from `h_0 = 0`
@@ -38,8 +39,9 @@ import optax
 from attnlab import reinforce
 from attnlab.ram.glimpse import glimpse
 
+KINDS = ("ram", "fc", "conv")
 CORES = ("relu", "gru", "lstm")
-LOCATIONS = ("learned", "random")
+LOCATIONS = ("learned", "random", "oracle")
 FIRST_LOCATIONS = ("policy", "random")
 
 
@@ -113,7 +115,7 @@ class GlimpseStep(nn.Module):
     sample: bool
 
     @nn.compact
-    def __call__(self, carry, key, image, first):
+    def __call__(self, carry, key, image, first, target):
         h = Core.state(self.core, carry)
         # The paper differentiates log pi with respect to every parameter (the core and the
         # glimpse network learn to serve the policy too); `detach_policy` stops that, as some
@@ -144,6 +146,8 @@ class GlimpseStep(nn.Module):
         if self.first_location == "random" and not uniform:  # l_0 random, not from the policy
             loc = jnp.where(first, random_loc, loc)
             log_prob = jnp.where(first, 0.0, log_prob)
+        if self.locations == "oracle":
+            loc, log_prob = target, jnp.zeros(())
         loc = jax.lax.stop_gradient(jnp.clip(loc, -1.0, 1.0))  # the sensor clips it anyway
         patches = glimpse(image, loc, self.patch, self.scales)
         g = GlimpseNetwork(
@@ -154,10 +158,11 @@ class GlimpseStep(nn.Module):
 
 
 class RecurrentAttentionModel(nn.Module):
-    """RAM for classification: `(image [H, W, C], key [2] uint32) -> Outputs`.
+    """RAM for classification: `(image [H, W, C], key [2] uint32, sample, target [2]) -> Outputs`.
 
     `sample`: draw locations from the policy (training) or take its mean (evaluation). The key
-    drives the sampled (or, with `locations="random"`, uniform) locations.
+    drives the sampled (or, with `locations="random"`, uniform) locations. `target`: the digit's
+    centre in `[-1, 1]`, read only by `locations="oracle"`.
     """
 
     patch: int = 8
@@ -176,12 +181,13 @@ class RecurrentAttentionModel(nn.Module):
     num_classes: int = 10
 
     @nn.compact
-    def __call__(self, image: jnp.ndarray, key: jnp.ndarray, sample: bool = True) -> Outputs:
+    def __call__(self, image, key, sample: bool = True, target=None) -> Outputs:
+        target = jnp.zeros((2,)) if target is None else target
         steps = nn.scan(
             GlimpseStep,
             variable_broadcast="params",
             split_rngs={"params": False},
-            in_axes=(0, nn.broadcast, 0),
+            in_axes=(0, nn.broadcast, 0, nn.broadcast),
             length=self.num_glimpses,
         )(
             self.patch,
@@ -204,14 +210,59 @@ class RecurrentAttentionModel(nn.Module):
         )
         carry = Core(self.core, self.hidden).initial()
         first = jnp.arange(self.num_glimpses) == 0
-        carry, (locs, means, log_probs, baselines) = steps(carry, keys, image, first)
+        carry, (locs, means, log_probs, baselines) = steps(carry, keys, image, first, target)
         logits = nn.Dense(self.num_classes, name="classifier")(Core.state(self.core, carry))
         return Outputs(logits, locs, means, log_probs, baselines)
 
 
-def build_model(config) -> RecurrentAttentionModel:
-    """A whole RAM config -> the module (the only reader of `config.model`)."""
+class FullImageClassifier(nn.Module):
+    """The paper's references that see the whole image at once (§4.1), with RAM's interface
+    (`(image [H, W, C], key, sample, target) -> Outputs` with no glimpses, `N = 0`):
+
+    - `fc`: two ReLU layers of `hidden` units on the flattened image;
+    - `conv`: two ReLU convolutions (`conv_features` then `2 conv_features` filters of
+      `conv_kernel x conv_kernel`, stride `conv_stride`, same padding), then one ReLU layer of
+      `hidden` units.
+
+    Both end in a linear classifier; `key`, `sample` and `target` are unused.
+    """
+
+    kind: str = "conv"
+    hidden: int = 256
+    conv_features: int = 8
+    conv_kernel: int = 5
+    conv_stride: int = 2
+    num_classes: int = 10
+
+    @nn.compact
+    def __call__(self, image, key=None, sample: bool = True, target=None) -> Outputs:
+        x = image
+        if self.kind == "conv":
+            for i, features in enumerate((self.conv_features, 2 * self.conv_features)):
+                kernel, stride = (self.conv_kernel,) * 2, (self.conv_stride,) * 2
+                x = nn.relu(nn.Conv(features, kernel, stride, name=f"conv{i}")(x))
+            x = nn.relu(nn.Dense(self.hidden, name="hidden0")(x.reshape(-1)))
+        else:
+            x = x.reshape(-1)
+            for i in range(2):
+                x = nn.relu(nn.Dense(self.hidden, name=f"hidden{i}")(x))
+        logits = nn.Dense(self.num_classes, name="classifier")(x)
+        none = jnp.zeros((0,))
+        return Outputs(logits, jnp.zeros((0, 2)), jnp.zeros((0, 2)), none, none)
+
+
+def build_model(config) -> RecurrentAttentionModel | FullImageClassifier:
+    """A whole RAM config -> the module (the only reader of `config.model`): the recurrent
+    attention model (`model.kind = "ram"`), or a full-image reference (`fc`, `conv`)."""
     m = config.model
+    if m.kind != "ram":
+        return FullImageClassifier(
+            kind=m.kind,
+            hidden=m.hidden,
+            conv_features=m.conv_features,
+            conv_kernel=m.conv_kernel,
+            conv_stride=m.conv_stride,
+        )
     return RecurrentAttentionModel(
         patch=m.patch,
         scales=m.scales,
@@ -242,18 +293,25 @@ def to_images(pixels: jnp.ndarray) -> jnp.ndarray:
     return x[..., None] if x.ndim == 3 else x
 
 
-def apply_batch(model, params, pixels, keys, sample: bool) -> Outputs:
-    """The model over a batch: `pixels` uint8 `[B, H, W(, C)]`, `keys [B, 2]` -> Outputs
-    with a leading batch axis."""
+def apply_batch(model, params, pixels, keys, sample: bool, targets=None) -> Outputs:
+    """The model over a batch: `pixels` uint8 `[B, H, W(, C)]`, `keys [B, 2]`, `targets
+    [B, 2]` (the digits' centres in `[-1, 1]`; zeros when None) -> Outputs with a leading batch
+    axis."""
     images = to_images(pixels)
-    return jax.vmap(lambda x, k: model.apply({"params": params}, x, k, sample))(images, keys)
+    if targets is None:
+        targets = jnp.zeros((images.shape[0], 2))
+
+    def one(x, k, target):
+        return model.apply({"params": params}, x, k, sample, target)
+
+    return jax.vmap(one)(images, keys, targets)
 
 
 def init_params(model, key: jnp.ndarray, image_shape: tuple[int, ...]):
     """Parameters of `model` for images of `image_shape` (`[H, W, C]`)."""
     dummy = jnp.zeros(image_shape, jnp.float32)
     data = jax.random.key_data(jax.random.key(0))
-    return model.init(key, dummy, data, True)["params"]
+    return model.init(key, dummy, data, True, jnp.zeros((2,)))["params"]
 
 
 def loss_terms(outputs: Outputs, labels: jnp.ndarray) -> dict:
@@ -271,6 +329,10 @@ def loss_terms(outputs: Outputs, labels: jnp.ndarray) -> dict:
     reward = (jnp.argmax(outputs.logits, -1) == labels).astype(jnp.float32)
     rewards = jnp.broadcast_to(reward[:, None], outputs.log_probs.shape)  # [B, N]
     num_glimpses = outputs.log_probs.shape[-1]
+    if num_glimpses == 0:  # a full-image reference: no policy, no baseline
+        zero = jnp.zeros(())
+        return {"classification": jnp.mean(ce), "reinforce": zero, "baseline": zero,
+                "reward": jnp.mean(reward)}  # fmt: skip
     return {
         "classification": jnp.mean(ce),
         # reinforce_loss averages over the B x N entries; times N sums over the steps.

@@ -10,7 +10,8 @@ Metrics: `train/loss`, `train/classification_loss`, `train/reinforce_loss`,
 `train/baseline_loss`, `train/reward` in the train log; `eval/loss`, `eval/accuracy`,
 `eval/error` (validation) and `test/...` at evaluation, with where the glimpses landed
 (`localisation_sums`): `eval/glimpse_distance` and `eval/last_distance` (pixels from the digit's
-centre) and `eval/fovea_hit` (last glimpses whose fovea covers it). Work directory additions:
+centre), `eval/fovea_hit` (last glimpses whose fovea covers it) and `eval/fovea_found` (any
+glimpse's). Work directory additions:
 `glimpses/` (glimpse paths over validation images, and the same as data in
 `glimpses/examples.json`); `summary.json` adds `glimpse_paths`.
 """
@@ -34,7 +35,9 @@ from attnlab.ram import plots
 SPLIT_PREFIX = {"validation": "eval", "test": "test"}
 # loss, accuracy, error; and where the glimpses land (`localisation`): the mean distance in
 # pixels of each glimpse to the digit's centre, of the last glimpse alone, and the fraction of
-# last glimpses whose fovea (the smallest, full-resolution patch) covers that centre
+# last glimpses whose fovea (the smallest, full-resolution patch) covers that centre, and of
+# examples where any glimpse's fovea does
+LOCALISATION = ("glimpse_distance", "last_distance", "fovea_hit", "fovea_found")
 METRICS = {
     f"{prefix}/{name}": up
     for prefix in SPLIT_PREFIX.values()
@@ -45,6 +48,7 @@ METRICS = {
         ("glimpse_distance", False),
         ("last_distance", False),
         ("fovea_hit", True),
+        ("fovea_found", True),
     )
 }
 # The train step's sums that become `train/<name>` (per example) in the log.
@@ -68,7 +72,9 @@ def make_loss(model, reinforce_weight: float = 1.0):
         )
         size = batch["label"].shape[0]
         keys = model_lib.example_keys(key, jnp.arange(size))
-        outputs = model_lib.apply_batch(model, params, batch["image"], keys, sample=True)
+        outputs = model_lib.apply_batch(
+            model, params, batch["image"], keys, sample=True, targets=batch["target"]
+        )
         terms = model_lib.loss_terms(outputs, batch["label"])
         weight = reinforce_weight  # the policy term's weight (config.model.reinforce_weight)
         loss = terms["classification"] + weight * terms["reinforce"] + terms["baseline"]
@@ -93,7 +99,9 @@ def make_eval_step(model):
 
     def eval_step(params, batch, key):
         keys = model_lib.example_keys(key, batch["index"])
-        outputs = model_lib.apply_batch(model, params, batch["image"], keys, sample=False)
+        outputs = model_lib.apply_batch(
+            model, params, batch["image"], keys, sample=False, targets=batch["target"]
+        )
         sums = model_lib.classification_sums(outputs.logits, batch["label"], batch["mask"])
         return sums, outputs.locations, jnp.argmax(outputs.logits, -1)
 
@@ -103,23 +111,25 @@ def make_eval_step(model):
 def localisation_sums(locations, batch, split, config) -> dict:
     """Where the glimpses landed, summed over the batch's real rows, per seed:
     `glimpse_distance` (each example's mean over its glimpses of the distance in pixels from
-    the glimpse centre to the digit's centre), `last_distance` (the last glimpse's), and
-    `fovea_hit` (1 when the last glimpse's `patch x patch` fovea covers the digit's centre).
+    the glimpse centre to the digit's centre), `last_distance` (the last glimpse's),
+    `fovea_hit` (1 when the last glimpse's `patch x patch` fovea covers the digit's centre) and
+    `fovea_found` (1 when any glimpse's fovea does: a policy may find the digit early and then
+    look elsewhere, since the core remembers what it saw).
 
     `locations [K, B, N, 2]` in `[-1, 1]` (the sensor's convention, `attnlab.ram.glimpse`),
     `batch` the eval batch (`index`, `mask`), `split` its `ImageSplit` (digit positions)."""
     size = np.asarray(split.images.shape[1:3], np.float64)
-    digit = config_lib.DIGIT_SIZE[config.data.name]
-    centre = split.positions[batch["index"]] + digit / 2.0  # [B, 2], pixels
+    centre = split.positions[batch["index"]] + split.digit_size / 2.0  # [B, 2], pixels
     looked = (np.clip(locations, -1.0, 1.0) + 1.0) / 2.0 * size  # [K, B, N, 2]
     offset = looked - centre[None, :, None, :]
     distance = np.sqrt((offset**2).sum(-1))  # [K, B, N]
-    hit = (np.abs(offset[:, :, -1]) <= config.model.patch / 2.0).all(-1)  # [K, B]
+    inside = (np.abs(offset) <= config.model.patch / 2.0).all(-1)  # [K, B, N]
     mask = batch["mask"][None, :]
     return {
         "glimpse_distance": (mask * distance.mean(-1)).sum(-1),
         "last_distance": (mask * distance[:, :, -1]).sum(-1),
-        "fovea_hit": (mask * hit).sum(-1),
+        "fovea_hit": (mask * inside[:, :, -1]).sum(-1),
+        "fovea_found": (mask * inside.any(-1)).sum(-1),
     }
 
 
@@ -166,10 +176,10 @@ class RamExperiment(families.Experiment):
                 sums, locations, predictions = self.programs["eval"](
                     params, sharded, self.eval_keys
                 )
-                sums = devices.to_host(sums)
-                where = localisation_sums(
-                    devices.to_host(locations), batch, self.splits[split], self.config
-                )
+                sums, locations = devices.to_host(sums), devices.to_host(locations)
+                where = {}
+                if locations.shape[2]:  # glimpses (none for the full-image references)
+                    where = localisation_sums(locations, batch, self.splits[split], self.config)
                 for seed in range(k):
                     totals[seed] = metrics_lib.add(
                         totals[seed], {n: v[seed] for n, v in {**sums, **where}.items()}
@@ -183,11 +193,14 @@ class RamExperiment(families.Experiment):
                 metrics[seed][f"{prefix}/loss"] = float(totals[seed]["loss_sum"]) / examples
                 metrics[seed][f"{prefix}/accuracy"] = accuracy
                 metrics[seed][f"{prefix}/error"] = 1.0 - accuracy
-                for name in ("glimpse_distance", "last_distance", "fovea_hit"):
-                    metrics[seed][f"{prefix}/{name}"] = float(totals[seed][name]) / examples
+                for name in LOCALISATION:
+                    if name in totals[seed]:
+                        metrics[seed][f"{prefix}/{name}"] = float(totals[seed][name]) / examples
         return metrics, [{} for _ in range(k)], outputs
 
     def artefacts(self, run_dir: str, outputs, k: int) -> dict:
+        if self.config.model.kind != "ram":
+            return {}
         seed_outputs = [(loc[k], pred[k]) for loc, pred in outputs]
         paths = draw_glimpses(self, seed_outputs, os.path.join(run_dir, "glimpses"))
         return {"glimpse_paths": [os.path.relpath(p, run_dir) for p in paths]}
@@ -238,13 +251,14 @@ class RamFamily(families.Family):
         "eval/accuracy",
         "test/error",
         "test/accuracy",
+        "test/fovea_found",
         "test/fovea_hit",
         "test/last_distance",
     )
-    fixed_colors = ("learned", "random", *model_lib.CORES)
+    fixed_colors = (*model_lib.LOCATIONS, *model_lib.KINDS, *model_lib.CORES)
     throughput = ("examples", "train/examples_per_sec")
     progress_keys = {"loss": "train/loss", "reward": "train/reward"}
-    brief_keys = ("train/loss", "train/reward", "eval/loss", "eval/error", "eval/fovea_hit")
+    brief_keys = ("train/loss", "train/reward", "eval/loss", "eval/error", "eval/fovea_found")
 
     config_module = config_lib
     experiment_class = RamExperiment

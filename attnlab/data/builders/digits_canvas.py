@@ -1,4 +1,5 @@
-"""`attnlab_digits_canvas`: scikit-learn's 8x8 digits placed at random on a larger canvas,
+"""`attnlab_digits_canvas`: scikit-learn's 8x8 digits, enlarged (16x16 by default), placed at
+random on a larger canvas,
 optionally cluttered with fragments of other digits (the small offline analogue of the
 translated and cluttered MNIST of Mnih et al. 2014, §4.1).
 
@@ -16,6 +17,11 @@ import tensorflow_datasets as tfds
 
 from attnlab.data.builders.base import ArrayRecordBuilder
 
+# Each 8x8 digit is enlarged to 16x16 by default: small enough to move on a 32x32 canvas, large
+# enough that the middle glimpse scale still sees the digit whole at 8x8.
+DIGIT_SCALE = 2
+SOURCE_SIZE = 8
+
 # The digits split by image (fixed, independent of the config): a permutation of the 1797
 # images by this seed; the first 250 are validation, the next 250 test, the rest train.
 SPLIT_SEED = 2014
@@ -24,8 +30,9 @@ _SPLITS = ("train", "validation", "test")
 
 DESCRIPTION = """\
 scikit-learn's handwritten digits (`sklearn.datasets.load_digits`: 1797 images of 8x8 pixels,
-values 0-16, from the UCI optical recognition data set) placed at random on a larger square
-canvas, optionally with clutter.
+values 0-16, from the UCI optical recognition data set), each pixel repeated into a
+`digit_scale x digit_scale` block (nearest-neighbour enlargement: 16x16 digits by default),
+placed at random on a larger square canvas, optionally with clutter.
 
 Split (by image, the same for every config): the 1797 images are permuted with
 `np.random.default_rng(2014)`; the first 250 are the validation digits, the next 250 the test
@@ -38,7 +45,7 @@ from `np.random.default_rng([seed, split_index, i])` (split_index 0/1/2 for trai
 test): `clutter` fragments, each a random `clutter_size` square crop of another random digit of
 the same pool, at a random position on the canvas (overlapping fragments keep the brighter
 pixel); then the digit's top-left corner, uniform over the positions that keep it inside the
-canvas. The digit is written last and replaces whatever lies under its 8x8 box, so the box holds
+canvas. The digit is written last and replaces whatever lies under its box, so the box holds
 exactly the digit. Pixel values are the digits' 0-16 scaled to 0-255 (`round(v * 255 / 16)`).
 
 Features: `image` (uint8 [canvas_size, canvas_size]), `label` (0-9), `position` (int32 [2]:
@@ -65,6 +72,7 @@ class DigitsCanvasConfig(tfds.core.BuilderConfig):
     """
 
     canvas_size: int = 32
+    digit_scale: int = DIGIT_SCALE
     clutter: int = 0
     clutter_size: int = 4
     train_size: int = 12_000
@@ -86,17 +94,22 @@ def config_name(
     clutter_size: int,
     sizes: tuple[int, int, int],
     seed: int,
+    digit_scale: int = DIGIT_SCALE,
 ) -> str:
-    """The config name for these fields, e.g. `c32_n4x4_12000-1000-1000_s0`."""
-    return f"c{canvas_size}_n{clutter}x{clutter_size}_{'-'.join(map(str, sizes))}_s{seed}"
+    """The config name for these fields, e.g. `c32_d16_n4x5_12000-1000-1000_s0`."""
+    sizes_text = "-".join(map(str, sizes))
+    digit = SOURCE_SIZE * digit_scale
+    return f"c{canvas_size}_d{digit}_n{clutter}x{clutter_size}_{sizes_text}_s{seed}"
 
 
-def digit_images() -> tuple[np.ndarray, np.ndarray]:
-    """scikit-learn's digits as `(uint8 [1797, 8, 8] in 0-255, int64 labels [1797])`."""
+def digit_images(scale: int = DIGIT_SCALE) -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's digits as `(uint8 [1797, 8 scale, 8 scale] in 0-255, int64 labels
+    [1797])`, each pixel repeated into a `scale x scale` block."""
     from sklearn.datasets import load_digits  # imported here: only building needs it
 
     digits = load_digits()
     images = np.rint(digits.images * (255.0 / 16.0)).astype(np.uint8)
+    images = images.repeat(scale, axis=1).repeat(scale, axis=2)
     return images, digits.target.astype(np.int64)
 
 
@@ -186,8 +199,10 @@ class AttnlabDigitsCanvas(ArrayRecordBuilder):
     """
 
     name = "attnlab_digits_canvas"
-    VERSION = tfds.core.Version("1.0.0")
+    VERSION = tfds.core.Version("2.0.0")
     RELEASE_NOTES = {
+        "2.0.0": "Digits enlarged (digit_scale, 2 by default: 16x16), so that a glimpse sees "
+        "the whole digit at one of its scales.",
         "1.0.0": "Initial release: sklearn digits on a canvas, fixed 1297/250/250 image split, "
         "seeded placement and clutter fragments.",
     }
@@ -234,7 +249,7 @@ class AttnlabDigitsCanvas(ArrayRecordBuilder):
         del dl_manager
         import sklearn
 
-        images, labels = digit_images()
+        images, labels = digit_images(self.builder_config.digit_scale)
         self.info.metadata.update({"sklearn_version": sklearn.__version__})
         config: DigitsCanvasConfig = self.builder_config
         return {
