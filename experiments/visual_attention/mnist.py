@@ -16,10 +16,10 @@ random glimpses and, on the cluttered canvas, glimpses centred on the digit (`or
 same model; and two
 networks that see the whole image, `fc` (2 x 256) and `conv` (8 and 16 5x5 filters, stride 2,
 then 256). Every variant: 3 seeds trained together in one program (the conv net on the 60x60
-canvases: one run per seed; it and the oracle for 10,000 steps, see SHORT_STEPS), Adam 1e-3 with warm-up and cosine
-decay over 30,000 steps of 64 (38 epochs of the 50,000 training images; the paper trains
-far longer), evaluation on the 10,000 validation images every 5000 steps and on the official
-10,000 test images at the end.
+canvases: one run per seed; it and the oracle for 10,000 steps, see SHORT_STEPS), Adam 1e-3
+with warm-up and cosine decay over 30,000 steps of 64 (38 epochs of the 50,000 training images;
+the paper trains far longer), evaluation on the 10,000 validation images every 5000 steps and
+on the official 10,000 test images at the end.
 """
 
 import importlib.util
