@@ -51,8 +51,10 @@ def test_batches_are_a_pure_function_of_the_step():
         rng.integers(0, 255, (100, 8, 8), dtype=np.uint8),
         np.arange(100, dtype=np.int32),
         np.zeros((100, 2), np.int32),
+        4,  # 4x4 digits at the top left: centred on pixel (2, 2), -0.5 in [-1, 1]
     )
     stream = data_lib.ImageStream(split, 32, seed=3)
+    np.testing.assert_array_equal(stream.batch(0)["target"], np.full((32, 2), -0.5))
     first = [stream.batch(s)["label"] for s in range(7)]
     fresh = data_lib.ImageStream(split, 32, seed=3)
     for step in (5, 2, 6):  # any order, no iterator state
@@ -78,6 +80,8 @@ def test_fresh_canvases_are_new_every_step_and_a_pure_function_of_it():
         for key, value in again.canvases(step).items():
             np.testing.assert_array_equal(value, steps[step][key])
     np.testing.assert_array_equal(again.batch(2)["image"], steps[2]["image"])
+    centres = (steps[2]["position"] + 4.0) / 20 * 2 - 1  # 8x8 digits on a 20x20 canvas
+    np.testing.assert_allclose(again.batch(2)["target"], centres, rtol=1e-6)
     shown, with_clutter = [], []
     for batch in steps.values():
         assert batch["image"].shape == (16, 20, 20) and batch["image"].dtype == np.uint8

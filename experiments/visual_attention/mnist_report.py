@@ -104,8 +104,9 @@ def curves(task: str, variants: dict) -> None:
         series,
         os.path.join(RESULTS, f"{task}_curves.png"),
         ylabel="validation error (%)",
-        title=f"MNIST {task}: mean ± 95% CI over seeds",
+        title=f"MNIST {task}: mean ± 95% CI over seeds (log-log)",
         bands=bands,
+        log=True,
     )
 
 
