@@ -96,13 +96,15 @@ def plot_curves(
     xlabel: str = "step",
     vline: float | None = None,
     log: bool = False,
+    log_y: bool = False,
 ) -> None:
     """Save a line plot of learning curves as a PNG at `path`.
 
     `series` maps a legend label to `(steps, values)` of equal length; the x axis is the step.
     `bands` optionally maps a label to half-widths drawn as a shaded band `values ± band`
     (e.g. the standard error over seeds). `vline` draws a dashed vertical line at that x
-    (e.g. the longest training length). `log`: both axes logarithmic (cost against size).
+    (e.g. the longest training length). `log`: both axes logarithmic (cost against size);
+    `log_y`: the y axis alone (errors that differ by orders of magnitude).
     """
     fig = Figure(figsize=(7.0, 4.5))
     ax = fig.add_subplot()
@@ -122,6 +124,7 @@ def plot_curves(
         ax.axvline(vline, color="gray", linestyle="--", linewidth=1)
     if log:
         ax.set_xscale("log", base=2)
+    if log or log_y:
         ax.set_yscale("log")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)

@@ -104,9 +104,9 @@ def curves(task: str, variants: dict) -> None:
         series,
         os.path.join(RESULTS, f"{task}_curves.png"),
         ylabel="validation error (%)",
-        title=f"MNIST {task}: mean ± 95% CI over seeds (log-log)",
+        title=f"MNIST {task}: mean ± 95% CI over seeds (log scale)",
         bands=bands,
-        log=True,
+        log_y=True,
     )
 
 
