@@ -102,7 +102,7 @@ def beam_search(
       A `BeamResult` (tokens, length, scores, log_probs, alpha), `n_best` per row, best first.
     """
     _check_args(max_len, beam_size, n_best, alpha)
-    variables = {"params": params}
+    variables = model.variables_for(params)
     apply = lambda method: jax.vmap(lambda *a: model.apply(variables, *a, method=method))
     K = beam_size
     batch, src_positions = src.shape

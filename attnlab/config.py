@@ -27,6 +27,7 @@ from attnlab.config_lib import (
 from attnlab.data.synthetic import TASKS
 from attnlab.decoders import FLOWS, INIT_STATES
 from attnlab.kinds import KINDS, kind_errors
+from attnlab.models import COMPUTE_DTYPES
 from attnlab.rnn import CELLS
 from attnlab.scores import NO_ATTENTION, SCORES, is_content_based, needs_equal_sizes, option_errors
 
@@ -89,6 +90,9 @@ def default_config() -> ml_collections.ConfigDict:
     m.deep_output = True  # Bahdanau order: logits from [s_t; c_t; emb(y_{t-1})] (else s_t)
     m.input_feeding = True  # Luong order: feed h~_{t-1} to the RNN (Luong et al. 2015, §3.3)
     m.attentional_tanh = True  # Luong order: h~ = tanh(W_c[c; s]) (Eq. 5); False drops the tanh
+    # Compute type of matmuls and activations: float32 | bfloat16 (mixed precision: float32
+    # parameters, softmax, scores, logits, loss and metrics; the normal setting on GPU and TPU)
+    m.dtype = "float32"
     m.attention = a = ml_collections.ConfigDict()
     a.attn_dim = 128  # hidden size A of additive / concat / concat_shared scores
     a.bias = False  # bias inside the tanh; Bahdanau et al. 2015 (App. A.1.2) has none
@@ -247,6 +251,7 @@ def _validate_model(errors, m):
     score_names = (*SCORES, NO_ATTENTION)  # read now: a score registered at run time counts
     require_choice(errors, m, "model.", "score", score_names)
     require_choice(errors, m, "model.", "init_state", INIT_STATES)
+    require_choice(errors, m, "model.", "dtype", COMPUTE_DTYPES)
     require_choice(errors, m.attention, "model.attention.", "kind", tuple(KINDS))
     if m.encoder.self_attention:
         require_choice(errors, m.encoder, "model.encoder.", "self_attention", tuple(SCORES))

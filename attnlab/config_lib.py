@@ -65,6 +65,8 @@ def train_section(best_metric: str) -> ml_collections.ConfigDict:
     t.best_metric = best_metric  # an evaluated metric of the family; its direction is known
     t.num_heatmaps = 4  # validation examples drawn (attention maps, glimpse paths) at the end
     t.tensorboard = True  # also write TensorBoard events (scalars + hparams) to workdir/tb
+    t.profile_steps = 0  # > 0: a jax.profiler trace of this many steps (after the first, which
+    # compiles) in workdir/profile, for TensorBoard's profile view
     return t
 
 
@@ -159,6 +161,13 @@ def validate_optim_train(errors, o, t, num_valid: int):
     validation examples, the most `train.num_heatmaps` can draw. Whether `train.best_metric`
     is a metric of the family is checked by `attnlab.families.validate`."""
     require(errors, t.keep_best >= 0, "train.keep_best", t.keep_best, "must be >= 0 (0 = off)")
+    require(
+        errors,
+        is_int(t.profile_steps) and t.profile_steps >= 0,
+        "train.profile_steps",
+        t.profile_steps,
+        "must be an int >= 0 (0 = off)",
+    )
     require_choice(errors, o, "optim.", "optimizer", OPTIMIZERS)
     require_choice(errors, o, "optim.", "schedule", SCHEDULES)
     require(

@@ -26,7 +26,7 @@ def greedy(model, params, src, src_len, max_len: int):
       `(tokens [B, max_len], alpha [B, max_len, S], length [B])`: `length` counts the end token
       (or is `max_len` for a row that never produced it).
     """
-    variables = {"params": params}
+    variables = model.variables_for(params)
     apply = lambda method: jax.vmap(lambda *a: model.apply(variables, *a, method=method))
     enc = apply("encode")(src, src_len)
     batch, src_positions = src.shape

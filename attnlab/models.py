@@ -18,12 +18,28 @@ from attnlab.encoders import Encoder
 from attnlab.kinds import build_kind
 from attnlab.scores import build_score
 
+COMPUTE_DTYPES = ("float32", "bfloat16")
+
 
 class Seq2Seq(nn.Module):
-    """Encoder + attention decoder (per example)."""
+    """Encoder + attention decoder (per example).
+
+    `dtype` is the compute type (`config.model.dtype`): with `bfloat16`, `variables(params)`
+    hands the modules a bfloat16 copy of the float32 parameters, so every matmul and activation
+    runs in bfloat16 while the optimiser updates float32 parameters (the cast's gradient is a
+    cast back); softmax weights, scores, logits, losses and metrics stay float32.
+    """
 
     encoder: Encoder
     decoder: decoders.DecoderCell
+    dtype: str = "float32"
+
+    def variables_for(self, params) -> dict:
+        """`{"params": ...}` to `apply` with: the parameters in the compute dtype."""
+        if self.dtype == "float32":
+            return {"params": params}
+        cast = lambda x: x.astype(self.dtype) if x.dtype == jnp.float32 else x
+        return {"params": jax.tree.map(cast, params)}
 
     def encode(self, src, src_len) -> decoders.Encoded:
         """`src: [S]`, `src_len: []` -> `Encoded` with keys prepared once for the decoder."""
@@ -34,13 +50,15 @@ class Seq2Seq(nn.Module):
         """Teacher forcing: `tgt_in: [T]` -> `(logits [T, V], alpha [T, S])` (hard attention:
         its deterministic policy)."""
         logits, alpha, _ = decoders.teacher_forced(self.decoder, self.encode(src, src_len), tgt_in)
-        return logits, alpha
+        return logits.astype(jnp.float32), alpha
 
     def sample(self, src, src_len, tgt_in, uniform):
         """Teacher forcing with hard attention sampling its positions from `uniform: [T, S]`
         in (0, 1): `-> (logits [T, V], alpha [T, S], policy)`, `policy` a dict of `[T]`
         arrays (`log_prob`, `entropy`, maybe `baseline`; see `decoders.teacher_forced`)."""
-        return decoders.teacher_forced(self.decoder, self.encode(src, src_len), tgt_in, uniform)
+        enc = self.encode(src, src_len)
+        logits, alpha, policy = decoders.teacher_forced(self.decoder, enc, tgt_in, uniform)
+        return logits.astype(jnp.float32), alpha, policy
 
     def initial_carry(self, enc: decoders.Encoded):
         """The decoder carry before the first target token."""
@@ -51,7 +69,8 @@ class Seq2Seq(nn.Module):
 
         Returns `(carry, (logits [V], alpha [S]))`.
         """
-        return self.decoder(carry, token, enc)
+        carry, (logits, alpha) = self.decoder(carry, token, enc)
+        return carry, (logits.astype(jnp.float32), alpha)
 
 
 def build_model(config, src_vocab_size: int | None = None, tgt_vocab_size: int | None = None):
@@ -92,7 +111,7 @@ def build_model(config, src_vocab_size: int | None = None, tgt_vocab_size: int |
         init_state=m.init_state,
         attention=build_kind(m),
     )
-    return Seq2Seq(encoder=encoder, decoder=decoder)
+    return Seq2Seq(encoder=encoder, decoder=decoder, dtype=m.dtype)
 
 
 def vocab_sizes(config) -> tuple[int, int]:
@@ -115,14 +134,15 @@ def init_params(model: Seq2Seq, rng, src_len: int = 8, tgt_len: int = 8):
 
 def apply_batch(model: Seq2Seq, params, src, src_len, tgt_in):
     """Batched teacher forcing: `[B, S], [B], [B, T] -> (logits [B, T, V], alpha [B, T, S])`."""
-    fn = lambda s, sl, t: model.apply({"params": params}, s, sl, t)
+    fn = lambda s, sl, t: model.apply(model.variables_for(params), s, sl, t)
     return jax.vmap(fn)(src, src_len, tgt_in)
 
 
 def sample_batch(model: Seq2Seq, params, src, src_len, tgt_in, uniform):
     """Batched `Seq2Seq.sample`: `uniform: [B, T, S]` -> `(logits [B, T, V], alpha [B, T, S],
     policy)` with `[B, T]` policy arrays."""
-    fn = lambda s, sl, t, u: model.apply({"params": params}, s, sl, t, u, method="sample")
+    variables = model.variables_for(params)
+    fn = lambda s, sl, t, u: model.apply(variables, s, sl, t, u, method="sample")
     return jax.vmap(fn)(src, src_len, tgt_in, uniform)
 
 

@@ -540,6 +540,46 @@ def restore(config, workdir: str):
     return experiment, state, step
 
 
+class StepTrace:
+    """A `jax.profiler` trace of `train.profile_steps` training steps, written to
+    `workdir/profile` (TensorBoard's profile view: `tensorboard --logdir WORKDIR/profile`).
+
+    It begins after the first step this process runs (that step compiles the program: the
+    warm-up) and ends once the traced steps have finished on the device; each step is marked
+    with a `StepTraceAnnotation` so the profile view lists them. Only process 0 traces.
+    """
+
+    def __init__(self, run: Run, first_step: int):
+        count = run.config.train.profile_steps if devices.is_main_process() else 0
+        self.directory = os.path.join(run.workdir, "profile")
+        self.start = first_step + 1
+        self.end = min(self.start + count, run.config.train.num_steps)
+        self.active = False
+
+    def annotate(self, step: int):
+        """Around the program call of `step` (0-based): starts the trace at its first step."""
+        if step == self.start and step < self.end:
+            jax.profiler.start_trace(self.directory)
+            self.active = True
+        if self.active:
+            return jax.profiler.StepTraceAnnotation("train", step_num=step)
+        return contextlib.nullcontext()
+
+    def finish(self, steps_done: int, state) -> None:
+        """After `steps_done` steps: ends the trace once the last traced step has run."""
+        if self.active and steps_done >= self.end:
+            jax.block_until_ready(state)
+            self.close()
+            logging.info(
+                "profile of steps %d-%d written to %s", self.start + 1, self.end, self.directory
+            )
+
+    def close(self) -> None:
+        if self.active:
+            self.active = False
+            jax.profiler.stop_trace()
+
+
 def train_loop(run: Run, writer_list, stop: StopOnSignal | None = None) -> tuple[float, float]:
     """Trains from the state's step to `train.num_steps`, one writer per seed.
 
@@ -558,12 +598,15 @@ def train_loop(run: Run, writer_list, stop: StopOnSignal | None = None) -> tuple
     window_start, window_compile = time.perf_counter(), run.compile_seconds
     train_seconds, train_work = 0.0, 0.0
     bar, shown = Progress(t.num_steps, start=step, label="train"), {}
-    with bar:
+    trace = StepTrace(run, step)
+    with bar, contextlib.closing(trace):
         while step < t.num_steps:
             score = None  # the step's best_metric, when it is evaluated
-            run.state, sums = run.programs["train"](run.state, run.train_batch(step))
+            with trace.annotate(step):
+                run.state, sums = run.programs["train"](run.state, run.train_batch(step))
             window = metrics_lib.add(window, sums)
             step += 1
+            trace.finish(step, run.state)
             if step % t.log_every == 0 or step == t.num_steps:
                 window = devices.to_host(window)
                 check_window(window, step, run.seeds)

@@ -7,7 +7,8 @@ calls them. The work that depends only on the keys (`W_k h_i`, `W_a h_i`) is spl
 passed to `__call__(query, prepared)` at every decoder step, so no key projection is ever
 recomputed per step and nothing is cached on the module.
 
-Scores are returned in float32 whatever the parameter dtype.
+Scores are computed in the dtype of the query and keys (`bfloat16` under `model.dtype`) and
+returned in float32.
 
 | name           | formula                                 | paper                            |
 |----------------|-----------------------------------------|----------------------------------|
@@ -24,17 +25,32 @@ Scores are returned in float32 whatever the parameter dtype.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import warnings
 from typing import Any, ClassVar
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
 _f32 = jnp.float32
 _init_w = nn.initializers.lecun_normal()
 _zeros = nn.initializers.zeros_init()
 _normal_v = nn.initializers.normal(stddev=0.1)
+
+
+@functools.partial(jax.checkpoint, prevent_cse=False)
+def _mlp_score(keys_proj, query_proj, v):
+    """`v^T tanh(keys_proj + query_proj)`: `keys_proj: [S, A]` (prepared once per sequence),
+    `query_proj: [A]` (with any bias), `v: [A]` -> `[S]`.
+
+    Rematerialised (`jax.checkpoint`): the backward pass recomputes the `[S, A]` activations
+    from the inputs instead of keeping them, so a decoder scan over `T` steps stores its query
+    per step and the prepared keys once, and training memory grows with `S * A`, not
+    `T * S * A` (the one extra `tanh` over `[S, A]` per step is cheap next to the memory).
+    """
+    return (jnp.tanh(keys_proj + query_proj) @ v).astype(_f32)
 
 
 class ScoreError(ValueError):
@@ -74,7 +90,7 @@ class Dot(Score):
     same_size: ClassVar[bool] = True
 
     def __call__(self, query, prepared):
-        return prepared.astype(_f32) @ query.astype(_f32)
+        return (prepared @ query).astype(_f32)
 
 
 class ScaledDot(Score):
@@ -83,7 +99,7 @@ class ScaledDot(Score):
     same_size: ClassVar[bool] = True
 
     def __call__(self, query, prepared):
-        return prepared.astype(_f32) @ query.astype(_f32) / math.sqrt(self.key_dim)
+        return (prepared @ query).astype(_f32) / math.sqrt(self.key_dim)
 
 
 class General(Score):
@@ -99,7 +115,7 @@ class General(Score):
         return keys @ self.W.T
 
     def __call__(self, query, prepared):
-        return prepared.astype(_f32) @ query.astype(_f32)
+        return (prepared @ query).astype(_f32)
 
 
 class Additive(Score):
@@ -136,13 +152,13 @@ class Additive(Score):
         return keys @ self.W_k
 
     def __call__(self, query, prepared):
-        hidden = prepared.astype(_f32) + query.astype(_f32) @ self.W_q.astype(_f32)
+        query_proj = query @ self.W_q
         if self.bias or self.normalize:
-            hidden = hidden + self.b.astype(_f32)
-        v = self.v.astype(_f32)
+            query_proj = query_proj + self.b
+        v = self.v
         if self.normalize:
-            v = self.g.astype(_f32) * v / jnp.linalg.norm(v)
-        return jnp.tanh(hidden) @ v
+            v = (self.g * v.astype(_f32) / jnp.linalg.norm(v.astype(_f32))).astype(v.dtype)
+        return _mlp_score(prepared, query_proj, v)
 
 
 class Concat(Score):
@@ -174,12 +190,10 @@ class Concat(Score):
         return keys @ self.W_a[self.query_dim :]
 
     def __call__(self, query, prepared):
-        hidden = prepared.astype(_f32) + query.astype(_f32) @ self.W_a[: self.query_dim].astype(
-            _f32
-        )
+        query_proj = query @ self.W_a[: self.query_dim]
         if self.bias:
-            hidden = hidden + self.b.astype(_f32)
-        return jnp.tanh(hidden) @ self.v.astype(_f32)
+            query_proj = query_proj + self.b
+        return _mlp_score(prepared, query_proj, self.v)
 
 
 class ConcatShared(Score):
@@ -202,10 +216,10 @@ class ConcatShared(Score):
         return keys @ self.W
 
     def __call__(self, query, prepared):
-        hidden = prepared.astype(_f32) + query.astype(_f32) @ self.W.astype(_f32)
+        query_proj = query @ self.W
         if self.bias:
-            hidden = hidden + self.b.astype(_f32)
-        return jnp.tanh(hidden) @ self.v.astype(_f32)
+            query_proj = query_proj + self.b
+        return _mlp_score(prepared, query_proj, self.v)
 
 
 class Location(Score):
@@ -228,7 +242,7 @@ class Location(Score):
 
     def __call__(self, query, prepared):
         src_len = prepared.shape[-2]
-        scores = query.astype(_f32) @ self.W_a.astype(_f32)
+        scores = (query @ self.W_a).astype(_f32)
         if src_len <= self.max_source_len:
             return scores[:src_len]
         warnings.warn(

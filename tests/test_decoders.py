@@ -399,3 +399,97 @@ def test_generate_batch_rows_do_not_depend_on_their_batch(order):
             np.testing.assert_allclose(alpha[j], alone[1], rtol=1e-5, atol=1e-6, err_msg=msg)
             assert np.all(alpha[j, length[j] :] == 0.0), msg
             assert_greedy_equal((tokens[j], alpha[j], length[j]), want[b], msg)
+
+
+# ----------------------------------------------------------------------------------------------
+# The MLP scores' rematerialisation: memory linear in the source, gradients unchanged
+# ----------------------------------------------------------------------------------------------
+
+
+def _param_grads(case, src, src_len, tgt_in, probe):
+    def loss(params):
+        logits, _ = models.apply_batch(case.model, params, src, src_len, tgt_in)
+        return jnp.sum(logits * probe)
+
+    return jax.device_get(jax.jit(jax.grad(loss))(case.params))
+
+
+@pytest.mark.parametrize(
+    "order, name", [("bahdanau", "gru-additive"), ("luong", "gru-concat-init_zeros")]
+)
+def test_rematerialised_scores_keep_their_gradients(order, name, monkeypatch):
+    """The `[S, A]` activations recomputed in the backward pass give the gradients of the
+    same program that stores them (`_mlp_score` without `jax.checkpoint`)."""
+    from attnlab import scores
+
+    case = get_case(order, name)
+    src, src_len, tgt_in = make_batch(seed=4)
+    probe = np.random.default_rng(5).normal(size=(len(LENGTHS), T, TGT_VOCAB)).astype(np.float32)
+    got = _param_grads(case, src, src_len, tgt_in, probe)
+    monkeypatch.setattr(scores, "_mlp_score", scores._mlp_score.__wrapped__)
+    want = _param_grads(case, src, src_len, tgt_in, probe)
+    assert jax.tree.structure(got) == jax.tree.structure(want)
+    for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+        np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6)
+    assert any(np.any(g != 0) for g in jax.tree.leaves(got["decoder"]["scorer"]))
+
+
+def test_mlp_score_training_memory_does_not_grow_with_target_times_source():
+    """XLA's peak buffers of a gradient through the decoder at S = 256: `additive`'s `[S, A]`
+    activations are not kept per target step, so it needs at most 2x `general`'s memory (kept
+    per step, they would be T * S * A floats: several times the whole program)."""
+
+    def program_mib(score: str) -> float:
+        config = load_config(CONFIG)
+        m = config.model
+        m.embed_dim, m.encoder.hidden_dim, m.decoder_hidden_dim, m.attention.attn_dim = 8, 8, 8, 64
+        m.decoder, m.score = "luong", score
+        model = models.build_model(config, SRC_VOCAB, TGT_VOCAB)
+        params = jax.eval_shape(lambda: models.init_params(model, jax.random.key(0)))
+        src = jax.ShapeDtypeStruct((2, 256), jnp.int32)
+        src_len = jax.ShapeDtypeStruct((2,), jnp.int32)
+        tgt_in = jax.ShapeDtypeStruct((2, 64), jnp.int32)
+
+        def loss(params, src, src_len, tgt_in):
+            logits, _ = models.apply_batch(model, params, src, src_len, tgt_in)
+            return jnp.sum(logits)
+
+        lowered = jax.jit(jax.grad(loss)).lower(params, src, src_len, tgt_in)
+        memory = lowered.compile().memory_analysis()
+        total = memory.argument_size_in_bytes + memory.temp_size_in_bytes
+        return (total + memory.output_size_in_bytes) / 2**20
+
+    stored = 2 * 64 * 256 * 64 * 4 / 2**20  # [B, T, S, A] float32, were it kept
+    additive, general = program_mib("additive"), program_mib("general")
+    assert additive <= 2 * general, (additive, general)
+    assert additive < stored / 4, (additive, stored)
+
+
+# ----------------------------------------------------------------------------------------------
+# Mixed precision
+# ----------------------------------------------------------------------------------------------
+
+BF16_LOGITS_ATOL = 0.05  # bfloat16 keeps 8 bits of mantissa: logits of size ~2 move by ~0.02
+BF16_WEIGHTS_ATOL = 0.01
+
+
+@pytest.mark.parametrize("order", ORDERS)
+def test_bfloat16_computes_in_bfloat16_within_tolerance_of_float32(order):
+    """`model.dtype=bfloat16` runs the matmuls in bfloat16 on the same float32 parameters,
+    returns float32 logits and weights, and stays within a stated tolerance of float32."""
+    src, src_len, tgt_in = make_batch(seed=6)
+    for name in ("gru-additive", "lstm-general", "gru-concat-init_zeros"):
+        case = get_case(order, name)
+        config = model_config(order, name)
+        config.model.dtype = "bfloat16"
+        model = models.build_model(config, SRC_VOCAB, TGT_VOCAB)
+        fn = functools.partial(models.apply_batch, model)
+        assert "bf16" in str(jax.make_jaxpr(fn)(case.params, src, src_len, tgt_in))
+        logits, alpha = jax.device_get(jax.jit(fn)(case.params, src, src_len, tgt_in))
+        want_logits, want_alpha = jax.device_get(
+            case.apply_batch(case.params, src, src_len, tgt_in)
+        )
+        assert logits.dtype == alpha.dtype == np.float32
+        np.testing.assert_allclose(logits, want_logits, atol=BF16_LOGITS_ATOL, err_msg=name)
+        np.testing.assert_allclose(alpha, want_alpha, atol=BF16_WEIGHTS_ATOL, err_msg=name)
+        assert np.all(alpha[:, :, S:] == 0) and np.all(alpha[2] == 0)  # masking still exact

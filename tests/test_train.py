@@ -1,5 +1,7 @@
 """The runner end to end: convergence on reverse, the work directory contract, exact resume."""
 
+import glob
+import gzip
 import json
 import os
 import shutil
@@ -39,7 +41,9 @@ def converged(optimized, tmp_path_factory):
         "bahdanau": quick_config(decoder="bahdanau", score="additive"),
         "luong": quick_config(decoder="luong", score="general"),
         "none": quick_config(decoder="bahdanau", score="none"),
+        "luong_bfloat16": quick_config(decoder="luong", score="general", dtype="bfloat16"),
     }
+    runs["none"].train.profile_steps = 3
     out = {}
     for name, config in runs.items():
         workdir = str(tmp_path_factory.mktemp(name))
@@ -53,6 +57,31 @@ def test_quick_reverse_converges_with_attention(converged, order):
     assert summary["eval/seq_accuracy"] >= 0.95, summary
     assert summary["eval/align_accuracy"] >= 0.9, summary
     assert summary["test/seq_accuracy"] >= 0.9, summary
+
+
+def test_quick_reverse_converges_in_bfloat16(converged):
+    """Mixed precision (bfloat16 matmuls and activations, float32 parameters and loss) trains
+    the quick task as float32 does."""
+    workdir, summary = converged["luong_bfloat16"]
+    assert summary["eval/seq_accuracy"] >= 0.95, summary
+    assert summary["test/seq_accuracy"] >= 0.9, summary
+    with open(os.path.join(workdir, "config.json")) as f:
+        assert json.load(f)["model"]["dtype"] == "bfloat16"
+
+
+def test_profile_steps_write_a_trace_of_those_steps(converged):
+    """`train.profile_steps=3`: a profiler trace in workdir/profile holding the three steps
+    after the first (steps 2-4, annotated 1-3 from 0), and nothing for later steps."""
+    workdir, _ = converged["none"]
+    traces = glob.glob(
+        os.path.join(workdir, "profile", "plugins", "profile", "*", "*.trace.json.gz")
+    )
+    assert len(traces) == 1, traces
+    assert glob.glob(os.path.join(os.path.dirname(traces[0]), "*.xplane.pb"))
+    with gzip.open(traces[0], "rt") as f:
+        events = json.load(f)["traceEvents"]
+    steps = {int(e["args"]["step_num"]) for e in events if e.get("name") == "train" and "args" in e}
+    assert steps == {1, 2, 3}, steps
 
 
 def test_no_attention_baseline_is_worse_on_the_longer_split(converged):
