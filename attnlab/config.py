@@ -93,6 +93,7 @@ def default_config() -> ml_collections.ConfigDict:
     # Compute type of matmuls and activations: float32 | bfloat16 (mixed precision: float32
     # parameters, softmax, scores, logits, loss and metrics; the normal setting on GPU and TPU)
     m.dtype = "float32"
+    m.unroll = 1  # recurrence steps per scan iteration in training (speed only: same numbers)
     m.attention = a = ml_collections.ConfigDict()
     a.attn_dim = 128  # hidden size A of additive / concat / concat_shared scores
     a.bias = False  # bias inside the tanh; Bahdanau et al. 2015 (App. A.1.2) has none
@@ -226,7 +227,7 @@ def _source_space(vocab_size: int, min_len: int, max_len: int, cap: int = 10**12
 
 
 def _validate_model(errors, m):
-    require_positive(errors, m, "model.", ["embed_dim", "decoder_hidden_dim"])
+    require_positive(errors, m, "model.", ["embed_dim", "decoder_hidden_dim", "unroll"])
     require_positive(errors, m.encoder, "model.encoder.", ["hidden_dim", "num_layers"])
     require_positive(
         errors, m.attention, "model.attention.", ["attn_dim", "max_source_len", "window"]

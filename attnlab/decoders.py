@@ -92,6 +92,7 @@ class DecoderCell(nn.Module):
     attentional_tanh: bool = True
     init_state: str = "tanh_proj"
     attention: AttentionKind = Soft()  # how weights and context are formed (attnlab.kinds)
+    unroll: int = 1  # teacher forcing: steps per scan iteration (`config.model.unroll`)
 
     def setup(self):
         if self.flow not in FLOWS:
@@ -240,6 +241,7 @@ def teacher_forced(cell: DecoderCell, enc: Encoded, tgt_in: jnp.ndarray, uniform
         split_rngs={"params": False},
         in_axes=(0, 0, nn.broadcast),
         out_axes=0,
+        unroll=cell.unroll,
     )
     emb, emb_proj = cell.embed_tokens(tgt_in)
     _, (outputs, alpha, policy) = scan(cell, cell.initial_carry(enc), emb_proj, uniform, enc)

@@ -42,6 +42,7 @@ class Encoder(nn.Module):
     bidirectional: bool = True
     self_attention: str = ""  # "" = off, else a score name for one self-attention layer
     score_options: tuple = ()  # (name, value) pairs handed to `build_score`
+    unroll: int = 1  # RNN steps per scan iteration (`config.model.unroll`; speed only)
 
     @property
     def output_dim(self) -> int:
@@ -63,7 +64,9 @@ class Encoder(nn.Module):
                 rnn.cell_params(self, f"l{layer}_{d}_", self.cell, x.shape[-1], self.hidden_dim)
                 for d in names
             ]
-            x, final = rnn.run_layer(self.cell, directions, x, mask, self.hidden_dim)
+            x, final = rnn.run_layer(
+                self.cell, directions, x, mask, self.hidden_dim, self.unroll
+            )
         if self.self_attention:
             layer = SelfAttention(self.self_attention, self.score_options, name="self_attention")
             x = layer(x, mask)

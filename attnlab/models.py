@@ -96,6 +96,7 @@ def build_model(config, src_vocab_size: int | None = None, tgt_vocab_size: int |
         self_attention=m.encoder.self_attention,
         # the decoder's score options; the self-attention layer's scores are not weight-normed
         score_options=tuple(sorted(dict(options, normalize=False).items())),
+        unroll=m.unroll,
     )
     decoder = decoders.DecoderCell(
         flow=m.decoder,
@@ -110,6 +111,7 @@ def build_model(config, src_vocab_size: int | None = None, tgt_vocab_size: int |
         attentional_tanh=m.attentional_tanh,
         init_state=m.init_state,
         attention=build_kind(m),
+        unroll=m.unroll,
     )
     return Seq2Seq(encoder=encoder, decoder=decoder, dtype=m.dtype)
 

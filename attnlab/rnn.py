@@ -97,13 +97,21 @@ def _masked_update(valid, new, old):
     return jax.tree.map(lambda n, o: jnp.where(valid, n, o), new, old)
 
 
-def run_layer(kind: str, directions: list[dict], x: jnp.ndarray, mask: jnp.ndarray, hidden: int):
+def run_layer(
+    kind: str,
+    directions: list[dict],
+    x: jnp.ndarray,
+    mask: jnp.ndarray,
+    hidden: int,
+    unroll: int = 1,
+):
     """Runs one (bi)directional layer over a sequence, respecting its length.
 
     Args:
       kind: cell kind.
       directions: `[forward_params]` or `[forward_params, backward_params]`.
       x: `[S, d_in]` inputs; mask: `[S]` bool, True on real tokens (a prefix).
+      unroll: steps per loop iteration of the scan (speed only: the same numbers).
 
     Returns:
       `(outputs [S, D*H], final [D*H])`: outputs are zero on padding; the forward final state is
@@ -128,7 +136,7 @@ def run_layer(kind: str, directions: list[dict], x: jnp.ndarray, mask: jnp.ndarr
             outs.append(jnp.where(valid, carry_output(kind, carry), 0.0))
         return tuple(new_carries), tuple(outs)
 
-    finals, outs = jax.lax.scan(step, init, tuple(xs))
+    finals, outs = jax.lax.scan(step, init, tuple(xs), unroll=unroll)
     outs = [outs[0]] + ([outs[1][::-1]] if len(directions) == 2 else [])
     final = jnp.concatenate([carry_output(kind, c) for c in finals], axis=-1)
     return jnp.concatenate(outs, axis=-1), final
