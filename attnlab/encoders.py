@@ -64,9 +64,7 @@ class Encoder(nn.Module):
                 rnn.cell_params(self, f"l{layer}_{d}_", self.cell, x.shape[-1], self.hidden_dim)
                 for d in names
             ]
-            x, final = rnn.run_layer(
-                self.cell, directions, x, mask, self.hidden_dim, self.unroll
-            )
+            x, final = rnn.run_layer(self.cell, directions, x, mask, self.hidden_dim, self.unroll)
         if self.self_attention:
             layer = SelfAttention(self.self_attention, self.score_options, name="self_attention")
             x = layer(x, mask)

@@ -5,6 +5,10 @@ loop; the loop itself runs over time for the whole batch, so the step index is a
 are written with a dynamic slice, not a scatter) and the loop ends as soon as every row has
 produced the end token, or after `max_len` steps. A finished row stops changing: its carry is
 frozen, its later tokens are padding and its later attention weights are 0.
+
+With `model.unroll = k > 1` each loop iteration runs `k` steps (the loop's own per-iteration
+cost is paid once per `k` steps): the buffers get `k - 1` spare columns for the steps past
+`max_len`, which are cut off, so the result is the same as with `k = 1`.
 """
 
 from __future__ import annotations
@@ -34,7 +38,10 @@ def greedy(model, params, src, src_len, max_len: int):
     def cond(state):
         return (state["t"] < max_len) & ~jnp.all(state["done"])
 
-    def body(state):
+    unroll = model.decoder.unroll
+    width = max_len + unroll - 1  # the last iteration may run up to unroll - 1 steps past max_len
+
+    def step(state):
         carry, (logits, alpha) = apply("decode_step")(state["carry"], state["y"], enc)
         done = state["done"]
         y = jnp.where(done, PAD_ID, jnp.argmax(logits, -1).astype(jnp.int32))
@@ -57,8 +64,15 @@ def greedy(model, params, src, src_len, max_len: int):
         "done": jnp.zeros((batch,), bool),
         "length": jnp.zeros((batch,), jnp.int32),
         "carry": apply("initial_carry")(enc),
-        "tokens": jnp.full((batch, max_len), PAD_ID, jnp.int32),
-        "alpha": jnp.zeros((batch, max_len, src_positions), jnp.float32),
+        "tokens": jnp.full((batch, width), PAD_ID, jnp.int32),
+        "alpha": jnp.zeros((batch, width, src_positions), jnp.float32),
     }
+
+    def body(state):
+        for _ in range(unroll):
+            state = step(state)
+        return state
+
     final = jax.lax.while_loop(cond, body, init)
-    return final["tokens"], final["alpha"], final["length"]
+    length = jnp.minimum(final["length"], max_len)
+    return final["tokens"][:, :max_len], final["alpha"][:, :max_len], length

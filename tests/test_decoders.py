@@ -493,3 +493,36 @@ def test_bfloat16_computes_in_bfloat16_within_tolerance_of_float32(order):
         np.testing.assert_allclose(logits, want_logits, atol=BF16_LOGITS_ATOL, err_msg=name)
         np.testing.assert_allclose(alpha, want_alpha, atol=BF16_WEIGHTS_ATOL, err_msg=name)
         assert np.all(alpha[:, :, S:] == 0) and np.all(alpha[2] == 0)  # masking still exact
+
+
+@pytest.mark.parametrize("order", ORDERS)
+def test_unrolled_loops_give_the_same_results(order):
+    """`model.unroll=3`: teacher forcing and greedy decoding (3 steps per loop iteration, with
+    steps past `max_len` cut off) return what one step per iteration returns."""
+    case = get_case(order, "gru-additive")
+    config = model_config(order, "gru-additive")
+    config.model.unroll = 3
+    model = models.build_model(config, SRC_VOCAB, TGT_VOCAB)
+    src, src_len, tgt_in = make_batch(seed=7)
+    got = jax.jit(functools.partial(models.apply_batch, model))(case.params, src, src_len, tgt_in)
+    want = case.apply_batch(case.params, src, src_len, tgt_in)
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6)
+    endings = set()
+    for max_len in (MAX_LEN, 3):  # rows that end, and rows cut off at max_len
+        tokens, alpha, length = jax.device_get(
+            jax.jit(lambda p, s, sl, m=model, n=max_len: models.generate_batch(m, p, s, sl, n))(
+                case.params, src, src_len
+            )
+        )
+        want_tokens, want_alpha, want_length = jax.device_get(
+            models.generate_batch(case.model, case.params, src, src_len, max_len)
+        )
+        assert tokens.shape == want_tokens.shape and alpha.shape == want_alpha.shape
+        np.testing.assert_array_equal(tokens, want_tokens)
+        np.testing.assert_array_equal(length, want_length)
+        np.testing.assert_allclose(alpha, want_alpha, rtol=1e-5, atol=1e-6)
+        endings |= {"cut" if n == max_len else "ended" for n in want_length}
+    assert "cut" in endings  # rows past max_len (the spare columns) were compared
+    if order == "luong":
+        assert "ended" in endings  # with these parameters: rows that end early too
