@@ -79,8 +79,9 @@ def task_table(task: str, variants: dict) -> list[str]:
         mean_distance = f"{np.mean(distance):.1f}" if None not in distance else "–"
         p = p_holm.get(label)
         paper = PAPER.get((task, label))
+        steps = runs[0].config["train.num_steps"]
         rows.append(
-            f"| {task} | {label} | {len(runs)} | {runs[0].summary['num_params']:,} | "
+            f"| {task} | {label} | {len(runs)} | {steps:,} | {runs[0].summary['num_params']:,} | "
             f"{_percent(errors[label].values())} | {'' if p is None else f'{p:.2g}'} | "
             f"{where} | {mean_distance} | {'–' if paper is None else f'{paper:.2f}'} |"
         )
@@ -114,9 +115,9 @@ def main(sweep_dirs) -> None:
     found = collect(sweep_dirs)
     os.makedirs(RESULTS, exist_ok=True)
     lines = [
-        "| task | variant | seeds | params | test error (%) | p vs learned, Holm | "
+        "| task | variant | seeds | steps | params | test error (%) | p vs learned, Holm | "
         "digit found by a fovea (%) | mean glimpse distance (px) | paper (%) |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for task in ("centred", "cluttered"):
         if task not in found:
