@@ -370,9 +370,14 @@ def record_provenance(workdir: str, start_step: int | None) -> None:
     `provenance.json`, the run's history of invocations."""
     path = os.path.join(workdir, PROVENANCE_FILE)
     history = []
-    with contextlib.suppress(OSError, ValueError, AttributeError):
-        with open(path) as f:
-            history = list(json.load(f)["invocations"])
+    if os.path.exists(path):
+        try:
+            with open(path, encoding="utf-8") as f:
+                history = list(json.load(f)["invocations"])
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+            # A damaged history is kept aside, not overwritten: nothing is lost.
+            kept = writers.keep_aside(path)
+            logging.warning("%s is damaged: kept as %s; a new history starts", path, kept)
     entry = dict(provenance(), start_step=int(start_step or 0))
     writers.write_json_atomic(path, {"invocations": [*history, entry]})
 

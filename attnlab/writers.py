@@ -98,6 +98,17 @@ def read_json(path: str | os.PathLike, fix: str = "") -> Any:
         ) from err
 
 
+def keep_aside(path: str | os.PathLike) -> str:
+    """Renames a damaged file to `<path>.damaged` (or `.damaged.1`, `.2`, ... when taken), so a
+    new one can be written without losing it; returns the new name."""
+    target, n = f"{os.fspath(path)}.damaged", 0
+    while os.path.exists(target):
+        n += 1
+        target = f"{os.fspath(path)}.damaged.{n}"
+    os.replace(path, target)
+    return target
+
+
 def read_jsonl(path: str | os.PathLike) -> list[dict]:
     """Read a JSON-lines file into a list of dicts, skipping blank lines.
 

@@ -119,6 +119,21 @@ def test_cli_usage_errors_are_one_line_and_exit_2(cli, args, message):
     assert code == 2 and message in err and err.count("\n") == 1 and out == ""
 
 
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("x = (\n", "failed: SyntaxError: '(' was never closed"),
+        ("X = 1\n", "defines no get_config()"),
+    ],
+)
+def test_cli_a_broken_config_file_is_one_line_and_exit_2(cli, tmp_path, text, message):
+    config = tmp_path / "broken.py"
+    config.write_text(text)
+    code, out, err = cli("train", f"--config={config}", f"--workdir={tmp_path / 'run'}")
+    assert code == 2 and message in err and err.count("\n") == 1 and out == ""
+    assert not (tmp_path / "run").exists()
+
+
 def test_cli_help_lists_the_subcommands_and_each_subcommand_its_own_flags(cli):
     code, out, _ = cli("--help")
     assert code == 0 and all(c in out for c in ("train", "sweep", "compare", "predict", "config"))

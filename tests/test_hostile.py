@@ -148,6 +148,16 @@ def test_a_truncated_config_json_is_one_line_for_train_and_predict(finished, tmp
         Predictor(str(run))
 
 
+def test_a_damaged_provenance_history_is_kept_aside_and_a_new_one_started(finished, tmp_path):
+    run = _copy(finished, tmp_path)
+    damaged = (finished / "provenance.json").read_text()[:40]
+    (run / "provenance.json").write_text(damaged)
+    runner.train_and_evaluate(_short_config(), str(run))
+    assert (run / "provenance.json.damaged").read_text() == damaged
+    history = json.loads((run / "provenance.json").read_text())["invocations"]
+    assert len(history) == 1 and history[0]["start_step"] > 0
+
+
 def test_a_malformed_log_line_names_the_line_and_the_fix(finished, tmp_path):
     run = _copy(finished, tmp_path)
     lines = (run / "metrics.jsonl").read_text().splitlines(keepends=True)
