@@ -112,6 +112,9 @@ def test_cli_misspelt_field_or_wrong_type_is_one_line(cli, tmp_path):
         (("compare", "x", "--workdir=y"), "Unknown command line flag 'workdir'"),
         (("train", "--config=configs/reverse.py", "--workdir=x", "extra"),
          "unexpected argument(s) extra for train"),
+        (("train", "--config=configs/reverse.py:quick", "--config.model.attention.kind=bogus",
+          "--workdir=x"),
+         "config.model.attention.kind='bogus' is invalid: must be one of soft, local_m, local_p"),
     ],
 )  # fmt: skip
 def test_cli_usage_errors_are_one_line_and_exit_2(cli, args, message):
