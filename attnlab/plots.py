@@ -87,6 +87,9 @@ def plot_attention(
     _save(fig, path)
 
 
+MAX_LEGEND_INSIDE = 4  # plot_curves: more series than this put the legend right of the axes
+
+
 def plot_curves(
     series: Mapping[str, tuple[Sequence[float], Sequence[float]]],
     path: str | os.PathLike,
@@ -129,7 +132,9 @@ def plot_curves(
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.grid(True, alpha=0.3)
-    if len(series) > 1:
+    if len(series) > MAX_LEGEND_INSIDE:  # many lines: a legend inside would cover some
+        ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
+    elif len(series) > 1:
         ax.legend()
     if title:
         ax.set_title(title)

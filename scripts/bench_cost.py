@@ -129,6 +129,33 @@ def bench_one(variant: str, length: int, batch_size: int, steps: int, window: in
 COLUMNS = ("train ms", "decode us/step", "train MiB", "step FLOPs")
 
 
+def write_report(rows: list[dict], out: str) -> list[str]:
+    """Writes `table.md`, `results.json` and a log-log plot of each column against `S` to
+    `out`; returns the table's lines."""
+    head = ["variant", "S", *COLUMNS]
+    table = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
+    table += [
+        "| " + " | ".join([r["variant"], str(r["S"])] + [f"{r[c]:,.1f}" for c in COLUMNS]) + " |"
+        for r in rows
+    ]
+    with open(os.path.join(out, "table.md"), "w") as f:
+        f.write("\n".join(table) + "\n")
+    with open(os.path.join(out, "results.json"), "w") as f:
+        json.dump(rows, f, indent=1)
+    variants = list(dict.fromkeys(r["variant"] for r in rows))
+    for column in COLUMNS:
+        curves = {}
+        for v in variants:
+            mine = [r for r in rows if r["variant"] == v]
+            curves[v] = ([r["S"] for r in mine], [r[column] for r in mine])
+        name = column.replace(" ", "_").replace("/", "_per_").lower()
+        plots.plot_curves(
+            curves, os.path.join(out, f"{name}.png"), title=f"{column} vs source length",
+            xlabel="source length S (= target length)", ylabel=column, log=True,
+        )  # fmt: skip
+    return table
+
+
 def main():
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -144,8 +171,17 @@ def main():
         action="store_true",
         help="keep the rows already in OUT/results.json (same variant and S: replaced)",
     )
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="measure nothing: redraw OUT/table.md and the plots from OUT/results.json",
+    )
     args = parser.parse_args()
     os.makedirs(args.out, exist_ok=True)
+    if args.report_only:
+        with open(os.path.join(args.out, "results.json")) as f:
+            print("\n".join(write_report(json.load(f), args.out)))
+        return
     print(f"jax {jax.__version__} on {jax.default_backend()}, batch {args.batch}, T = S")
     rows = []
     results_path = os.path.join(args.out, "results.json")
@@ -159,27 +195,7 @@ def main():
             rows.append(row)
             print(" | ".join(f"{k}={v:,.1f}" if isinstance(v, float) else f"{k}={v}"
                              for k, v in row.items()), flush=True)  # fmt: skip
-    head = ["variant", "S", *COLUMNS]
-    table = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
-    table += [
-        "| " + " | ".join([r["variant"], str(r["S"])] + [f"{r[c]:,.1f}" for c in COLUMNS]) + " |"
-        for r in rows
-    ]
-    with open(os.path.join(args.out, "table.md"), "w") as f:
-        f.write("\n".join(table) + "\n")
-    with open(results_path, "w") as f:
-        json.dump(rows, f, indent=1)
-    variants = list(dict.fromkeys(r["variant"] for r in rows))
-    for column in COLUMNS:
-        curves = {}
-        for v in variants:
-            mine = [r for r in rows if r["variant"] == v]
-            curves[v] = ([r["S"] for r in mine], [r[column] for r in mine])
-        name = column.replace(" ", "_").replace("/", "_per_").lower()
-        plots.plot_curves(
-            curves, os.path.join(args.out, f"{name}.png"), title=f"{column} vs source length",
-            xlabel="source length S (= target length)", ylabel=column, log=True,
-        )  # fmt: skip
+    table = write_report(rows, args.out)
     print("\n".join(table))
 
 

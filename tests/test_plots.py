@@ -52,6 +52,15 @@ def test_plot_curves_writes_png(tmp_path):
     assert plt.get_fignums() == []
 
 
+def test_plot_curves_puts_a_long_legend_beside_the_axes(tmp_path):
+    """Ten series: the legend goes right of the axes (the figure widens), not over the lines."""
+    few, many = tmp_path / "few.png", tmp_path / "many.png"
+    lines = {f"variant {i}": ([16, 64, 256], [i + 1.0, i + 2.0, i + 4.0]) for i in range(10)}
+    plot_curves(dict(list(lines.items())[:2]), few, ylabel="ms", log=True)
+    plot_curves(lines, many, ylabel="ms", log=True)
+    assert _png_size(many)[0] > _png_size(few)[0] + 50
+
+
 def test_plot_tradeoff_writes_png_and_refuses_no_points(tmp_path):
     path = tmp_path / "tradeoff.png"
     plot_tradeoff({"general": (2e5, 0.99), "local_p": (8e4, 0.97)}, path, "FLOPs", "accuracy")
