@@ -93,7 +93,7 @@ def default_config() -> ml_collections.ConfigDict:
     # Compute type of matmuls and activations: float32 | bfloat16 (mixed precision: float32
     # parameters, softmax, scores, logits, loss and metrics; the normal setting on GPU and TPU)
     m.dtype = "float32"
-    m.unroll = 1  # recurrence steps per scan iteration in training (speed only: same numbers)
+    m.unroll = 1  # recurrence steps per loop iteration, training and greedy decoding (same numbers)
     m.attention = a = ml_collections.ConfigDict()
     a.attn_dim = 128  # hidden size A of additive / concat / concat_shared scores
     a.bias = False  # bias inside the tanh; Bahdanau et al. 2015 (App. A.1.2) has none

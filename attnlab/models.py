@@ -24,7 +24,7 @@ COMPUTE_DTYPES = ("float32", "bfloat16")
 class Seq2Seq(nn.Module):
     """Encoder + attention decoder (per example).
 
-    `dtype` is the compute type (`config.model.dtype`): with `bfloat16`, `variables(params)`
+    `dtype` is the compute type (`config.model.dtype`): with `bfloat16`, `variables_for(params)`
     hands the modules a bfloat16 copy of the float32 parameters, so every matmul and activation
     runs in bfloat16 while the optimiser updates float32 parameters (the cast's gradient is a
     cast back); softmax weights, scores, logits, losses and metrics stay float32.
@@ -136,7 +136,8 @@ def init_params(model: Seq2Seq, rng, src_len: int = 8, tgt_len: int = 8):
 
 def apply_batch(model: Seq2Seq, params, src, src_len, tgt_in):
     """Batched teacher forcing: `[B, S], [B], [B, T] -> (logits [B, T, V], alpha [B, T, S])`."""
-    fn = lambda s, sl, t: model.apply(model.variables_for(params), s, sl, t)
+    variables = model.variables_for(params)
+    fn = lambda s, sl, t: model.apply(variables, s, sl, t)
     return jax.vmap(fn)(src, src_len, tgt_in)
 
 
