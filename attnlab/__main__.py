@@ -399,6 +399,11 @@ def _parse(command: str, argv: list[str]):
         detail = err.args[0] if err.args else err
         detail = detail.args[0] if isinstance(detail, KeyError) and detail.args else detail
         detail = " ".join(str(detail).split())
+        from attnlab.config_lib import RENAMED
+
+        for old, new in RENAMED.items():
+            if any(a.split("=", 1)[0] == f"--config.{old}" for a in argv):
+                detail += f"; config.{old} is now config.{new}"
         print(f"error: unknown config field {detail}", file=sys.stderr)
         return None
     except (ValueError, TypeError) as err:  # a value of the wrong type for its field

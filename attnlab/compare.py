@@ -43,7 +43,7 @@ import numpy as np
 from scipy import stats
 
 from attnlab import families, plots
-from attnlab.config_lib import ConfigError, flatten
+from attnlab.config_lib import ConfigError, flatten, upgrade_saved
 from attnlab.writers import DamagedFileError, read_json, read_jsonl
 
 ALPHA = 0.05  # significance level of the Holm-corrected tests against the best variant
@@ -76,7 +76,7 @@ def _walk(directories):
                     continue
                 if "seed_dirs" in summary:
                     continue
-                found.append((root, flatten(config), summary))
+                found.append((root, upgrade_saved(flatten(config)), summary))
     return sorted(found, key=lambda r: r[0])
 
 

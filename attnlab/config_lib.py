@@ -18,6 +18,10 @@ import ml_collections
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "cosine")
 SEED_BATCHES = ("shared", "independent")
+# Where a run's log goes besides its own metrics.jsonl (`train.loggers`, comma-separated):
+# TensorBoard event files in the work directory, and the experiment trackers Weights & Biases
+# and MLflow (each an optional extra: attnlab.trackers)
+LOGGERS = ("tensorboard", "wandb", "mlflow")
 # Seeds are drawn by jax.random.key(seed) and numpy's default_rng: both take 0 <= seed < 2**63.
 MAX_SEED = 2**63 - 1
 
@@ -64,10 +68,35 @@ def train_section(best_metric: str) -> ml_collections.ConfigDict:
     t.keep_best = 0  # also keep this many best checkpoints by best_metric (at eval steps)
     t.best_metric = best_metric  # an evaluated metric of the family; its direction is known
     t.num_heatmaps = 4  # validation examples drawn (attention maps, glimpse paths) at the end
-    t.tensorboard = True  # also write TensorBoard events (scalars + hparams) to workdir/tb
+    t.loggers = "tensorboard"  # comma-separated, besides metrics.jsonl: tensorboard (events in
+    # workdir/tb) | wandb | mlflow (experiment trackers, see docs/runner.md); "" = none
     t.profile_steps = 0  # > 0: a jax.profiler trace of this many steps (after the first, which
     # compiles) in workdir/profile, for TensorBoard's profile view
     return t
+
+
+def logger_names(value) -> tuple[str, ...]:
+    """The loggers `train.loggers` names, in order, each once (`"tensorboard, wandb"` ->
+    `("tensorboard", "wandb")`; `""` -> `()`). Whether they are known is `validate_optim_train`'s
+    check."""
+    names = [w.strip() for w in str(value).split(",")]
+    return tuple(dict.fromkeys(w for w in names if w))
+
+
+# Fields renamed since runs were saved (old name -> what says it now): an older run's
+# config.json still reads (`upgrade_saved`), and the command line names the new field.
+RENAMED = {"train.tensorboard": "train.loggers (e.g. --config.train.loggers= for no TensorBoard)"}
+
+
+def upgrade_saved(flat: dict) -> dict:
+    """A saved run's flattened config (`config.json`) in today's field names: what the run
+    did, said the way a new config says it."""
+    if "train.tensorboard" not in flat:
+        return flat
+    flat = dict(flat)
+    tensorboard = flat.pop("train.tensorboard")
+    flat.setdefault("train.loggers", "tensorboard" if tensorboard else "")
+    return flat
 
 
 def require(errors: list[str], ok: bool, field: str, value, allowed: str) -> None:
@@ -167,6 +196,13 @@ def validate_optim_train(errors, o, t, num_valid: int):
         "train.profile_steps",
         t.profile_steps,
         "must be an int >= 0 (0 = off)",
+    )
+    require(
+        errors,
+        isinstance(t.loggers, str) and set(logger_names(t.loggers)) <= set(LOGGERS),
+        "train.loggers",
+        t.loggers,
+        f"must be comma-separated names of {', '.join(LOGGERS)} (or empty for none)",
     )
     require_choice(errors, o, "optim.", "optimizer", OPTIMIZERS)
     require_choice(errors, o, "optim.", "schedule", SCHEDULES)

@@ -107,7 +107,8 @@ class Experiment:
         per seed the metrics (`{"eval/...": v}`), the extra summary fields, and whatever
         `artefacts` needs; `final`: the end-of-run evaluation (all splits, final decoding);
       `artefacts(run_dir, outputs, k) -> dict`: draws seed `k`'s pictures into `run_dir`,
-        returns the summary fields naming them;
+        returns the summary fields naming them (paths relative to `run_dir`; the `.png` ones
+        also go to the experiment trackers of `train.loggers` as images);
       `summary_fields() -> dict`: facts of the run for every summary (e.g. the decoding);
       `programs`: the `devices.Compiled` programs it built (counted in the timing).
     """

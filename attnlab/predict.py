@@ -21,7 +21,7 @@ import numpy as np
 
 from attnlab import beam, families, generate, plots, writers
 from attnlab.config import FAMILY, default_config, validate
-from attnlab.config_lib import ConfigError, apply_overrides, flatten
+from attnlab.config_lib import ConfigError, apply_overrides, flatten, upgrade_saved
 from attnlab.data.synthetic import TASKS as SYNTHETIC
 from attnlab.data.vocab import PAD_ID, UNK_ID
 
@@ -63,7 +63,7 @@ class Predictor:
                 f"{FAMILY} runs only"
             )
         # On top of today's defaults: a run saved before a field existed still loads.
-        self.config = apply_overrides(default_config(), flatten(saved))
+        self.config = apply_overrides(default_config(), upgrade_saved(flatten(saved)))
         validate(self.config)
         c = self.config
         if not 0 <= seed_index < c.num_seeds:

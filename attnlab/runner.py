@@ -7,16 +7,18 @@ initialised independently, trained by one `jax.vmap`-ed program); data paralleli
 devices; ahead-of-time compiled programs; checkpoints with exact resume (batches are a pure
 function of the step, and the sums of the current log window are saved with each checkpoint);
 SIGTERM / SIGINT handling; the non-finite loss stop; the work-directory lock and config check;
-the log (`metrics.jsonl`, `timing.jsonl`, TensorBoard) and the summaries. What is the family's:
-its data, model, loss, evaluation and pictures (`families.Experiment`).
+the log (`metrics.jsonl`, `timing.jsonl`, and the loggers of `train.loggers`: TensorBoard,
+Weights & Biases, MLflow) and the summaries. What is the family's: its data, model, loss,
+evaluation and pictures (`families.Experiment`).
 
 Work directory: `config.json` (resolved config), `provenance.json` (each invocation's command,
 versions, git commit and devices), `metrics.jsonl` (one line per log/eval step),
 `summary.json` (final figures), `timing.jsonl` / `timing.json` (speed, kept apart so that the
 results of identical runs are byte-identical), `checkpoints/` (orbax), the family's pictures
-(`attention/` or `glimpses/`), `tb/` (TensorBoard events). With several seeds, each seed's log,
-summary, pictures and events go to `seed_<s>/` (with a `config.json` for that seed alone); the
-checkpoints stay on top.
+(`attention/` or `glimpses/`), `tb/` (TensorBoard events), `tracking.json` (the W&B / MLflow
+run that a resumed run continues) and `wandb/` (W&B's own files). With several seeds, each
+seed's log, summary, pictures, events and tracked run go to `seed_<s>/` (with a `config.json`
+for that seed alone); the checkpoints stay on top.
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ from absl import logging
 from attnlab import devices, families, writers
 from attnlab import metrics as metrics_lib
 from attnlab.checkpoints import Checkpointer, CheckpointError
-from attnlab.config_lib import ConfigError, flatten
+from attnlab.config_lib import ConfigError, flatten, logger_names, upgrade_saved
 from attnlab.locks import DirectoryLock
 from attnlab.progress import Progress
 
@@ -293,7 +295,7 @@ def check_workdir_config(config, workdir: str, force: bool = False) -> None:
     saved = writers.read_json(path, fix)
     if not isinstance(saved, dict):
         raise writers.DamagedFileError(f"{path} is damaged (not a JSON object); {fix}")
-    old = flatten(saved)
+    old = upgrade_saved(flatten(saved))
     new = _jsonable_config(config)
     defaults = _jsonable_config(families.of(config).default_config())
     for key in [k for k in new if k not in old and new[k] == defaults.get(k)]:
@@ -662,7 +664,8 @@ def guarded_training(workdir: str, ckpt, writer_list, main: bool, during: str | 
     around work that has nothing to save, which a signal then stops at once). A loop
     that fails (`NonFiniteLossError`) or is interrupted writes `summary.json` with that status,
     the reason and the last checkpoint's step (process 0 only) before the error propagates;
-    pending checkpoint saves are waited for and the writers flushed in every case."""
+    pending checkpoint saves are waited for and the writers flushed in every case, and closed
+    with the run's status when it stops (an experiment tracker records how its run ended)."""
     failed = True
     try:
         with StopOnSignal(during) as stop:
@@ -672,9 +675,11 @@ def guarded_training(workdir: str, ckpt, writer_list, main: bool, during: str | 
     except Exception as err:
         _quietly(ckpt.wait)
         resource = resource_failure(err)
+        status = "interrupted" if isinstance(err, TrainingInterrupted) else "failed"
+        for writer in writer_list:
+            _quietly(functools.partial(writer.close, status))
         if not isinstance(err, NonFiniteLossError | TrainingInterrupted) and resource is None:
             raise
-        status = "interrupted" if isinstance(err, TrainingInterrupted) else "failed"
         reason = resource or str(err)
         if main:
             try:
@@ -687,6 +692,8 @@ def guarded_training(workdir: str, ckpt, writer_list, main: bool, during: str | 
         raise
     except BaseException:  # a second Ctrl-C
         _quietly(ckpt.wait)
+        for writer in writer_list:
+            _quietly(functools.partial(writer.close, "interrupted"))
         raise
     finally:
         for writer in writer_list:
@@ -721,6 +728,11 @@ def train_and_evaluate(config, workdir: str, force: bool = False) -> dict:
     then says `"interrupted"`.
     """
     families.validate(config)  # before the disk is touched: a bad config leaves nothing behind
+    loggers = logger_names(config.train.loggers)
+    if set(loggers) - {"tensorboard"}:  # a tracker's package: missing, it is one line and exit 2
+        from attnlab import trackers
+
+        trackers.check_installed(loggers)
     check_workdir_path(workdir)
     check_workdir_config(config, workdir, force)
     created = not os.path.exists(workdir)
@@ -764,18 +776,44 @@ def _train_and_evaluate(config, workdir: str, force: bool) -> dict:
     resume_step = run.start_step or 0
     trained = resume_step < config.train.num_steps  # False: a finished run, re-evaluated
     main = devices.is_main_process()  # with several processes, only process 0 writes files
-    writer_list = [
-        writers.create_writer(
-            d, config.train.tensorboard, resume_step=resume_step, timing_keys=run.timing_keys
-        )
-        if main
-        else writers.MultiWriter([])
-        for d in run.run_dirs
-    ]
+    writer_list = []
+    try:
+        for k, run_dir in enumerate(run.run_dirs):
+            writer_list.append(
+                writers.create_writer(
+                    run_dir,
+                    logger_names(config.train.loggers),
+                    resume_step=resume_step,
+                    timing_keys=run.timing_keys,
+                    run=tracked_run(run, k),
+                )
+                if main
+                else writers.MultiWriter([])
+            )
+    except BaseException:
+        for writer in writer_list:
+            _quietly(functools.partial(writer.close, "failed"))
+        _quietly(run.ckpt.close)
+        raise
     with guarded_training(workdir, run.ckpt, writer_list, main) as stop:
         train_seconds, train_work = train_loop(run, writer_list, stop)
     with guarded_training(workdir, run.ckpt, writer_list, main, "the final evaluation"):
         return _finish(run, writer_list, trained, wall_start, train_seconds, train_work)
+
+
+def run_params(config, seed: int) -> dict:
+    """The flattened config of one seed's run, as its hyper-parameters (TensorBoard's HParams,
+    a tracker's parameters): `seed` is that seed's."""
+    return flatten(config.to_dict()) | {"seed": seed}
+
+
+def tracked_run(run: Run, k: int):
+    """What the experiment trackers call seed `k`'s run: its directory (the work directory, or
+    `seed_<s>/` in it, grouped under the work directory), and its parameters."""
+    from attnlab.trackers import RunInfo
+
+    group = run.workdir if run.num_seeds > 1 else None
+    return RunInfo(os.path.normpath(run.run_dirs[k]), run_params(run.config, run.seeds[k]), group)
 
 
 def _finish(run, writer_list, trained, wall_start, train_seconds, train_work) -> dict:
@@ -796,13 +834,19 @@ def _finish(run, writer_list, trained, wall_start, train_seconds, train_work) ->
     for k, (run_dir, writer) in enumerate(zip(run.run_dirs, writer_list, strict=True)):
         summary = dict(common, **final[k], **extras[k])
         summary[rate_name] = train_work / train_seconds if train_seconds else None
+        pictures = {}
         if main:
-            summary.update(run.experiment.artefacts(run_dir, outputs, k))
+            fields = run.experiment.artefacts(run_dir, outputs, k)
+            summary.update(fields)
+            pictures = writers.pictures(run_dir, fields)
         if run.num_seeds > 1:
             summary["trained_with_seeds"] = run.seeds  # one vmapped program for all of them
         if main:
             write_summary(run_dir, summary, run.timing_keys, timing=trained)
-        writer.write_hparams(flatten(config.to_dict()) | {"seed": run.seeds[k]}, final[k])
+        writer.write_images(common["step"], pictures)
+        results = {n: v for n, v in summary.items() if n not in run.timing_keys}
+        writer.write_summary(common["step"], results)  # what summary.json holds
+        writer.write_hparams(run_params(config, run.seeds[k]), final[k])
         writer.close()
         per_seed.append(summary)
     run.ckpt.close()

@@ -1,8 +1,10 @@
 """Metric writers with a small CLU-style interface: `write_scalars`, `flush`, `close`.
 
-A run logs to `workdir/metrics.jsonl` (one JSON object per line, `{"step": ..., **scalars}`) and,
-optionally, to TensorBoard event files in `workdir/tb`. JSON has no NaN or Infinity, so every
-writer here stores non-finite floats as `null` (TensorBoard keeps them as they are).
+A run logs to `workdir/metrics.jsonl` (one JSON object per line, `{"step": ..., **scalars}`) and
+to the loggers `train.loggers` names: TensorBoard event files in `workdir/tb`, and the
+experiment trackers Weights & Biases and MLflow (`attnlab.trackers`, which also receive the
+run's pictures and final summary). JSON has no NaN or Infinity, so every writer here stores
+non-finite floats as `null` (TensorBoard and the trackers keep them as they are).
 
 `write_json_atomic` writes whole JSON documents (configs, results) so that a reader never sees
 half a file, even if the process is killed mid-write.
@@ -19,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from attnlab.config_lib import ConfigError
+from attnlab.config_lib import LOGGERS, ConfigError
 
 METRICS_FILENAME = "metrics.jsonl"
 TENSORBOARD_DIRNAME = "tb"
@@ -150,17 +152,26 @@ class MetricWriter:
         """Record the run's hyper-parameters with its final metrics (default: nothing; the JSONL
         log has the resolved config beside it in `config.json`)."""
 
+    def write_images(self, step: int, images: Mapping[str, str]) -> None:
+        """Record the PNG files `images` (name -> path, e.g. `attention/validation_00`) drawn
+        at `step` (default: nothing; they are in the work directory already)."""
+
+    def write_summary(self, step: int, summary: Mapping[str, Any]) -> None:
+        """Record the run's final summary (the values of `summary.json`) at `step` (default:
+        nothing; `summary.json` is the run's own record)."""
+
     def flush(self) -> None:
         """Push buffered records to storage."""
 
-    def close(self) -> None:
-        """Flush and release resources; the writer must not be used afterwards."""
+    def close(self, status: str = "completed") -> None:
+        """Flush and release resources; the writer must not be used afterwards. `status`: how
+        the run ended, `completed`, `interrupted` or `failed` (a tracker records it)."""
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc_info) -> None:
-        self.close()
+        self.close("completed" if exc_info[0] is None else "failed")
 
 
 def _scalar_value(name: str, value: Any) -> int | float | None:
@@ -218,7 +229,7 @@ class JsonlWriter(MetricWriter):
         if not self._file.closed:
             self._file.flush()
 
-    def close(self) -> None:
+    def close(self, status: str = "completed") -> None:
         """Close the file (idempotent)."""
         if not self._file.closed:
             self._file.close()
@@ -272,7 +283,7 @@ class TensorBoardWriter(MetricWriter):
         if not self._closed:
             self._writer.flush()
 
-    def close(self) -> None:
+    def close(self, status: str = "completed") -> None:
         """Flush and close the event file (idempotent)."""
         if not self._closed:
             self._writer.close()
@@ -295,29 +306,73 @@ class MultiWriter(MetricWriter):
         for writer in self.writers:
             writer.write_hparams(hparams, metrics)
 
+    def write_images(self, step: int, images: Mapping[str, str]) -> None:
+        """Forward the pictures to each writer."""
+        for writer in self.writers:
+            writer.write_images(step, images)
+
+    def write_summary(self, step: int, summary: Mapping[str, Any]) -> None:
+        """Forward the final summary to each writer."""
+        for writer in self.writers:
+            writer.write_summary(step, summary)
+
     def flush(self) -> None:
         """Flush every writer."""
         for w in self.writers:
             w.flush()
 
-    def close(self) -> None:
-        """Close every writer."""
+    def close(self, status: str = "completed") -> None:
+        """Close every writer (all of them, even when one fails: its error comes after)."""
+        errors = []
         for w in self.writers:
-            w.close()
+            try:
+                w.close(status)
+            except Exception as err:  # noqa: BLE001
+                errors.append(err)
+        if errors:
+            raise errors[0]
+
+
+def pictures(run_dir: str | os.PathLike, fields: Mapping[str, Any]) -> dict[str, str]:
+    """The pictures among a family's summary fields (`Experiment.artefacts`): every `.png`
+    path (relative to `run_dir`), alone or in a list, by its name without the extension:
+    `{"attention_maps": ["attention/validation_00.png"]}` ->
+    `{"attention/validation_00": "<run_dir>/attention/validation_00.png"}`."""
+    found = {}
+    for value in fields.values():
+        for item in value if isinstance(value, list | tuple) else [value]:
+            if isinstance(item, str) and item.endswith(".png"):
+                found[item[: -len(".png")]] = os.path.join(os.fspath(run_dir), item)
+    return found
 
 
 TIMING_FILENAME = "timing.jsonl"
 
 
+def logged_records(*paths: str | os.PathLike) -> list[dict]:
+    """The records of the JSON-lines logs `paths` (those that exist) merged by step, in step
+    order: `metrics.jsonl` and `timing.jsonl` together give every scalar logged at each step."""
+    by_step: dict[int, dict] = {}
+    for path in paths:
+        if os.path.exists(path):
+            for record in read_jsonl(path):
+                if "step" in record:
+                    by_step.setdefault(int(record["step"]), {}).update(record)
+    return [by_step[step] for step in sorted(by_step)]
+
+
 def create_writer(
     workdir: str | os.PathLike,
-    tensorboard: bool,
+    loggers: Iterable[str] = ("tensorboard",),
     resume_step: int | None = None,
     timing_keys: Iterable[str] = (),
+    run=None,
 ) -> MultiWriter:
     """Create the run's writer: `workdir/metrics.jsonl` (results), `workdir/timing.jsonl`
-    (speed: the fields named in `timing_keys`, e.g. `train/tokens_per_sec`), plus TensorBoard
-    (both) in `workdir/tb`.
+    (speed: the fields named in `timing_keys`, e.g. `train/tokens_per_sec`), plus the
+    `loggers` (names of `config_lib.LOGGERS`): TensorBoard (both) in `workdir/tb`, and the
+    experiment trackers `wandb` and `mlflow` (`attnlab.trackers`; `run`, a `trackers.RunInfo`,
+    names the tracked run and gives its parameters; by default it is named after `workdir`).
 
     Results and timing live in separate files so that two runs of the same config and seed
     give byte-identical `metrics.jsonl` (timing varies from run to run).
@@ -325,9 +380,16 @@ def create_writer(
     `resume_step`: the step of the checkpoint the run resumes from, or None for a run that does
     not resume. When given, JSONL records after that step are removed and TensorBoard is told to
     purge events after it, so steps that will be trained again are not logged twice. With None,
-    an existing log is appended to as it is.
+    an existing log is appended to as it is. A tracker first gets the steps of the log that
+    its run lacks, then only steps after those it holds (`attnlab.trackers`).
     """
     workdir = os.fspath(workdir)
+    loggers = list(loggers)
+    unknown = sorted(set(loggers) - set(LOGGERS))
+    if unknown:
+        raise ConfigError(
+            f"unknown logger {', '.join(unknown)}: the loggers are {', '.join(LOGGERS)}"
+        )
     os.makedirs(workdir, exist_ok=True)
     timing_keys = frozenset(timing_keys)
     jsonl = JsonlWriter(
@@ -339,10 +401,23 @@ def create_writer(
     if resume_step is not None:
         jsonl.truncate_after(resume_step)
         timing.truncate_after(resume_step)
-    writers: list[MetricWriter] = [jsonl, timing]
-    if tensorboard:
-        purge_step = None if resume_step is None else resume_step + 1
-        writers.append(
-            TensorBoardWriter(os.path.join(workdir, TENSORBOARD_DIRNAME), purge_step=purge_step)
-        )
-    return MultiWriter(writers)
+    writers = MultiWriter([jsonl, timing])
+    try:
+        if "tensorboard" in loggers:
+            purge_step = None if resume_step is None else resume_step + 1
+            tb_dir = os.path.join(workdir, TENSORBOARD_DIRNAME)
+            writers.writers.append(TensorBoardWriter(tb_dir, purge_step=purge_step))
+        tracked = [name for name in loggers if name != "tensorboard"]
+        if tracked:
+            from attnlab import trackers  # imports a tracker's package only when it is used
+
+            run = run or trackers.RunInfo(name=workdir)
+            logged = logged_records(jsonl.path, timing.path)
+            for name in tracked:
+                tracker = trackers.TRACKERS[name](workdir, run)
+                writers.writers.append(tracker)
+                tracker.catch_up(logged)  # the log's steps that the tracked run lacks
+    except BaseException:
+        writers.close("failed")
+        raise
+    return writers

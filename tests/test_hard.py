@@ -199,7 +199,7 @@ def test_a_short_run_learns_reverse_with_sampled_positions(tmp_path, optimized_x
     c.model.embed_dim, c.model.encoder.hidden_dim = 16, 32
     c.model.decoder_hidden_dim = c.model.attention.attn_dim = 32
     c.train.num_steps, c.train.eval_every, c.train.ckpt_every = 300, 300, 300
-    c.train.tensorboard, c.train.num_heatmaps = False, 0
+    c.train.loggers, c.train.num_heatmaps = "", 0
     summary = runner.train_and_evaluate(c, str(tmp_path))
     assert summary["eval/align_accuracy"] > 0.8  # chance is ~1/6
     assert summary["test/seq_accuracy"] > 0.5

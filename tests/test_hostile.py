@@ -122,7 +122,7 @@ def _short_config():
     config = tiny_config()
     t = config.train
     t.num_steps, t.log_every, t.eval_every, t.ckpt_every, t.max_to_keep = 30, 10, 10, 10, 3
-    t.tensorboard = False
+    t.loggers = ""
     return config
 
 
@@ -268,7 +268,7 @@ def test_a_real_full_disk_is_one_line_exit_1_and_the_checkpoint_survives(tmp_pat
         pytest.skip("cannot mount a small tmpfs here (needs root and CAP_SYS_ADMIN)")
     try:
         command = [sys.executable, "-m", "attnlab", "train", "--config=configs/reverse.py:quick",
-                   f"--workdir={disk / 'run'}", "--config.train.tensorboard=false",
+                   f"--workdir={disk / 'run'}", "--config.train.loggers=",
                    "--config.train.num_steps=400", "--config.train.ckpt_every=10",
                    "--config.train.log_every=10", "--config.train.eval_every=200",
                    "--config.train.max_to_keep=400", "--config.train.num_heatmaps=0"]  # fmt: skip

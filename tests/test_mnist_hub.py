@@ -120,7 +120,7 @@ def test_references_run_on_mnist_the_oracle_looking_at_the_digit(stand_in_mnist,
         d.num_train, d.num_valid, d.num_test, d.data_dir = 20, 6, 6, str(data_dir)
         d.batch_size, d.eval_batch_size = 4, 6
         t.num_steps, t.log_every, t.eval_every, t.ckpt_every = 4, 2, 4, 4
-        t.tensorboard, t.num_heatmaps = False, 1
+        t.loggers, t.num_heatmaps = "", 1
         config.model.conv_features = 4
         summary = runner.train_and_evaluate(config, str(tmp_path / name))
         assert summary["status"] == "completed" and 0 <= summary["test/error"] <= 1

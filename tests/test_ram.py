@@ -33,7 +33,7 @@ def tiny_config(data_dir):
     m.patch, m.scales, m.num_glimpses = 4, 2, 2
     m.glimpse_hidden = m.location_hidden = m.hidden = 16
     t.num_steps, t.log_every, t.eval_every, t.ckpt_every, t.num_heatmaps = 40, 10, 20, 20, 2
-    t.tensorboard = False
+    t.loggers = ""
     return config
 
 
@@ -225,7 +225,7 @@ def test_command_line_dispatches_ram_configs(tmp_path, data_dir, capsys):
         "--config.data.num_valid=64", "--config.data.num_test=64",
         "--config.data.eval_batch_size=64", "--config.train.num_steps=10",
         "--config.train.log_every=10", "--config.train.eval_every=10",
-        "--config.train.tensorboard=false", "--config.model.num_glimpses=1",
+        "--config.train.loggers=", "--config.model.num_glimpses=1",
     ]  # fmt: skip
     assert main(command) == 0  # in this process: the same path as `python -m attnlab`
     assert "test/error:" in capsys.readouterr().out
@@ -240,7 +240,7 @@ def contrast_config(data_dir, locations: str, seed: int):
     config.train.num_steps = 800
     config.seed, config.data.data_dir, config.data.canvas_size = seed, data_dir, 24
     config.model.scales, config.model.num_glimpses, config.model.locations = 2, 3, locations
-    config.train.tensorboard, config.train.num_heatmaps = False, 0
+    config.train.loggers, config.train.num_heatmaps = "", 0
     return config
 
 

@@ -57,7 +57,7 @@ def test_a_workdir_with_another_config_is_refused_unless_forced(tmp_path):
 
 def _train_command(workdir, *overrides):
     command = [sys.executable, "-m", "attnlab", "train", "--config=configs/reverse.py:quick"]
-    command += [f"--workdir={workdir}", "--config.train.tensorboard=false"]
+    command += [f"--workdir={workdir}", "--config.train.loggers="]
     return command + [f"--config.{o}" for o in overrides]
 
 
@@ -216,7 +216,7 @@ def test_two_identical_runs_write_byte_identical_results(tmp_path):
 
 def test_a_corrupted_checkpoint_is_a_clear_error_naming_what_to_delete(tmp_path):
     config = tiny_config()
-    config.train.num_steps, config.train.tensorboard = 20, False
+    config.train.num_steps, config.train.loggers = 20, ""
     runner.train_and_evaluate(config, str(tmp_path))
     os.remove(tmp_path / "summary.json")
     for root, _, files in os.walk(tmp_path / "checkpoints" / "20"):

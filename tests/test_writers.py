@@ -90,10 +90,10 @@ def test_truncate_after_keeps_exactly_steps_up_to_n_and_keeps_writing(tmp_path):
 
 
 def test_create_writer_resume_removes_later_steps(tmp_path):
-    with create_writer(tmp_path, tensorboard=False) as w:
+    with create_writer(tmp_path, loggers=()) as w:
         for step in (10, 20, 30):
             w.write_scalars(step, {"loss": 1.0})
-    with create_writer(tmp_path, tensorboard=False, resume_step=20) as w:
+    with create_writer(tmp_path, loggers=(), resume_step=20) as w:
         w.write_scalars(30, {"loss": 0.5})
     records = read_jsonl(tmp_path / "metrics.jsonl")
     assert [(r["step"], r["loss"]) for r in records] == [(10, 1.0), (20, 1.0), (30, 0.5)]

@@ -5,7 +5,8 @@ test_families.py):
     python -m attnlab train --config=tests/toy_family.py --workdir=runs/toy
 
 `TOY_STEP_SECONDS` in the environment slows each training batch down (so that a test can stop
-a run in the middle); it changes no result.
+a run in the middle); it changes no result. With `train.num_heatmaps > 0` the run draws one
+picture, `fit/validation.png` (predictions against targets), as a family's pictures go.
 """
 
 import os
@@ -47,7 +48,7 @@ def default_config():
     c.optim.learning_rate, c.optim.warmup_steps = 0.05, 0
     c.train = t = train_section(best_metric="eval/mse")
     t.num_steps, t.log_every, t.eval_every, t.ckpt_every = 60, 10, 20, 20
-    t.num_heatmaps, t.tensorboard = 0, False
+    t.num_heatmaps, t.loggers = 0, ""
     return c
 
 
@@ -117,6 +118,7 @@ class ToyExperiment(families.Experiment):
     def evaluate(self, params, final: bool = False):
         k, size = self.config.num_seeds, self.config.data.eval_batch_size
         metrics = [{} for _ in range(k)]
+        predictions = None
         for split, prefix in (("validation", "eval"), ("test", "test"))[: 2 if final else 1]:
             x, y = self.splits[split]
             totals = np.zeros((k, 2))
@@ -128,9 +130,26 @@ class ToyExperiment(families.Experiment):
                     self.programs["eval"](params, devices.shard_batch(batch, self.mesh))
                 )
                 totals += np.stack([sums["squared_sum"], sums["examples"]], axis=1)
+            if split == "validation":
+                predictions = np.einsum("nd,kd->kn", x, np.asarray(params["w"]))
+                predictions = predictions + np.asarray(params["b"])[:, None]
             for seed in range(k):
                 metrics[seed][f"{prefix}/mse"] = float(totals[seed, 0] / totals[seed, 1])
-        return metrics, [{} for _ in range(k)], None
+        return metrics, [{} for _ in range(k)], predictions
+
+    def artefacts(self, run_dir: str, outputs, k: int) -> dict:
+        count = self.config.train.num_heatmaps
+        if count == 0:
+            return {}
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+
+        fig = Figure(figsize=(2, 2))
+        FigureCanvasAgg(fig)
+        fig.add_subplot().scatter(self.splits["validation"][1][:count], outputs[k][:count])
+        os.makedirs(os.path.join(run_dir, "fit"), exist_ok=True)
+        fig.savefig(os.path.join(run_dir, "fit", "validation.png"), dpi=40)
+        return {"fit_plot": "fit/validation.png"}
 
 
 class ToyFamily(families.Family):

@@ -27,7 +27,7 @@ def get_config():
     config.data.batch_size = 128
     t = config.train
     t.num_steps, t.log_every, t.eval_every, t.ckpt_every = 12000, 200, 2000, 4000
-    t.tensorboard = False
+    t.loggers = ""
     return config
 
 

@@ -52,7 +52,7 @@ def get_config(arg: str | None = None):
     config.num_seeds, config.seed_batches = 3, "independent"
     t = config.train
     t.num_steps, t.log_every, t.eval_every, t.ckpt_every = 30_000, 500, 5000, 5000
-    t.tensorboard = False
+    t.loggers = ""
     return config
 
 

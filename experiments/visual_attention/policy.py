@@ -32,7 +32,7 @@ def get_config():
     config.data.num_valid = config.data.num_test = 2000
     t = config.train
     t.num_steps, t.log_every, t.eval_every, t.ckpt_every = 10_000, 500, 5000, 5000
-    t.tensorboard = False
+    t.loggers = ""
     return config
 
 
