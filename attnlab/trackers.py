@@ -334,7 +334,8 @@ class MlflowWriter(TrackerWriter):
             tags = {"attnlab.run_dir": os.path.abspath(run_dir)}
             if info.group:
                 tags["attnlab.group"] = info.group
-            run = client.create_run(_experiment_id(client), tags=tags, run_name=info.name)
+            experiment = _experiment_id(client, uri)
+            run = client.create_run(experiment, tags=tags, run_name=info.name)
             self.entry = {"run_id": run.info.run_id, "tracking_uri": uri}
             self._save()
         else:
@@ -403,9 +404,12 @@ def _param_value(value: Any) -> str:
     return text[:6000]
 
 
-def _experiment_id(client) -> str:
+def _experiment_id(client, uri: str) -> str:
     """The id of the experiment `MLFLOW_EXPERIMENT_ID` / `MLFLOW_EXPERIMENT_NAME` names, else
-    `attnlab` (created when missing; a run of a parallel sweep may have just created it)."""
+    `attnlab`. One that is missing is created; in a SQLite store, with its artifacts in
+    `mlruns/` beside the database file (MLflow's own default puts them in the current
+    directory's `mlruns/`, the same place for the default store `./mlflow.db`). A run of a
+    parallel sweep may have just created it."""
     from mlflow.exceptions import MlflowException
 
     if os.environ.get("MLFLOW_EXPERIMENT_ID"):
@@ -414,8 +418,12 @@ def _experiment_id(client) -> str:
     experiment = client.get_experiment_by_name(name)
     if experiment is not None:
         return experiment.experiment_id
+    artifacts = None
+    if uri.startswith("sqlite:///"):
+        database = Path(uri[len("sqlite:///") :]).resolve()
+        artifacts = (database.parent / "mlruns" / name).as_uri()
     try:
-        return client.create_experiment(name)
+        return client.create_experiment(name, artifact_location=artifacts)
     except MlflowException:
         experiment = client.get_experiment_by_name(name)
         if experiment is None:

@@ -166,6 +166,7 @@ def test_mlflow_gets_scalars_params_summary_and_pictures_once_across_a_resume(tr
     assert run.info.status == "FINISHED" and run.info.run_name == os.path.normpath(workdir)
     (experiment,) = [e for e in client.search_experiments() if e.name == "attnlab"]
     assert len(client.search_runs([experiment.experiment_id])) == 1
+    assert experiment.artifact_location == (tmp / "mlruns" / "attnlab").as_uri()  # by the store
     lines = writers.read_jsonl(workdir / "metrics.jsonl")
     for name in ("train/loss", "eval/mse", "train/learning_rate"):
         history = sorted(client.get_metric_history(run.info.run_id, name), key=lambda m: m.step)
