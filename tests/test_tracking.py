@@ -257,3 +257,13 @@ def test_a_run_killed_mid_way_continues_its_tracked_runs(tmp_path):
     history = client.get_metric_history(entry["mlflow"]["run_id"], "train/loss")
     assert sorted(m.step for m in history) == STEPS
     assert client.get_run(entry["mlflow"]["run_id"]).info.status == "FINISHED"
+
+
+def test_the_pictures_a_family_names_are_what_the_trackers_get():
+    fields = {"glimpse_paths": ["glimpses/paths.png", "glimpses/validation_00.png"]}
+    fields |= {"fit_plot": "fit/validation.png", "decoding": "greedy", "examples": 3}
+    assert writers.pictures("runs/x", fields) == {
+        "glimpses/paths": os.path.join("runs/x", "glimpses/paths.png"),
+        "glimpses/validation_00": os.path.join("runs/x", "glimpses/validation_00.png"),
+        "fit/validation": os.path.join("runs/x", "fit/validation.png"),
+    }
