@@ -192,7 +192,7 @@ class WandbWriter(TrackerWriter):
             reinit="create_new",  # several seeds: one W&B run each, open together
         )
         if self.run.offline:  # what this run's earlier processes wrote to their logs
-            here = Path(self.run.dir).parent  # <wandb dir>/offline-run-<time>-<id>/files
+            here = Path(self.run.dir).parent  # run.dir: <wandb dir>/offline-run-<time>-<id>/files
             self.last.update(wandb_held_steps(here.parent, self.run.id, exclude=here))
         else:  # the server's: the run's next step follows the last one it holds
             for kind in ("scalars", "images"):
