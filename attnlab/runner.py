@@ -46,7 +46,7 @@ import numpy as np
 import optax
 from absl import logging
 
-from attnlab import devices, families, writers
+from attnlab import devices, families, trackers, writers
 from attnlab import metrics as metrics_lib
 from attnlab.checkpoints import Checkpointer, CheckpointError
 from attnlab.config_lib import ConfigError, flatten, logger_names, upgrade_saved
@@ -780,7 +780,7 @@ def _train_and_evaluate(config, workdir: str, force: bool) -> dict:
     try:
         for k, run_dir in enumerate(run.run_dirs):
             writer_list.append(
-                writers.create_writer(
+                trackers.create_writer(
                     run_dir,
                     logger_names(config.train.loggers),
                     resume_step=resume_step,
@@ -810,10 +810,11 @@ def run_params(config, seed: int) -> dict:
 def tracked_run(run: Run, k: int):
     """What the experiment trackers call seed `k`'s run: its directory (the work directory, or
     `seed_<s>/` in it, grouped under the work directory), and its parameters."""
-    from attnlab.trackers import RunInfo
 
     group = run.workdir if run.num_seeds > 1 else None
-    return RunInfo(os.path.normpath(run.run_dirs[k]), run_params(run.config, run.seeds[k]), group)
+    return trackers.RunInfo(
+        os.path.normpath(run.run_dirs[k]), run_params(run.config, run.seeds[k]), group
+    )
 
 
 def _finish(run, writer_list, trained, wall_start, train_seconds, train_work) -> dict:

@@ -1,5 +1,6 @@
 """Experiment trackers as metric writers: Weights & Biases (`WandbWriter`) and MLflow
-(`MlflowWriter`), chosen by name in `train.loggers` (`attnlab.writers.create_writer` makes them).
+(`MlflowWriter`), chosen by name in `train.loggers`; `create_writer` makes a run's writer, the
+JSONL files and TensorBoard of `attnlab.writers` with the trackers the run names.
 
 Each is an optional extra (`pip install "attnlab[wandb]"`, `pip install "attnlab[mlflow]"`),
 imported only when a run asks for it; `check_installed` turns a missing one into a one-line
@@ -38,8 +39,20 @@ from typing import Any
 import numpy as np
 from absl import logging
 
-from attnlab.config_lib import ConfigError, flatten
-from attnlab.writers import MetricWriter, read_json, to_jsonable, write_json_atomic
+from attnlab.config_lib import LOGGERS, ConfigError, flatten
+from attnlab.writers import (
+    METRICS_FILENAME,
+    TENSORBOARD_DIRNAME,
+    TIMING_FILENAME,
+    JsonlWriter,
+    MetricWriter,
+    MultiWriter,
+    TensorBoardWriter,
+    logged_records,
+    read_json,
+    to_jsonable,
+    write_json_atomic,
+)
 
 TRACKING_FILENAME = "tracking.json"
 DEFAULT_PROJECT = "attnlab"  # W&B project and MLflow experiment unless the environment names one
@@ -432,3 +445,63 @@ def _experiment_id(client, uri: str) -> str:
 
 
 TRACKERS = {"wandb": WandbWriter, "mlflow": MlflowWriter}
+
+
+def create_writer(
+    workdir: str | os.PathLike,
+    loggers: Iterable[str] = ("tensorboard",),
+    resume_step: int | None = None,
+    timing_keys: Iterable[str] = (),
+    run=None,
+) -> MultiWriter:
+    """Create the run's writer: `workdir/metrics.jsonl` (results), `workdir/timing.jsonl`
+    (speed: the fields named in `timing_keys`, e.g. `train/tokens_per_sec`), plus the
+    `loggers` (names of `config_lib.LOGGERS`): TensorBoard (both) in `workdir/tb`, and the
+    experiment trackers `wandb` and `mlflow` (this module; `run`, a `RunInfo`,
+    names the tracked run and gives its parameters; by default it is named after `workdir`).
+
+    Results and timing live in separate files so that two runs of the same config and seed
+    give byte-identical `metrics.jsonl` (timing varies from run to run).
+
+    `resume_step`: the step of the checkpoint the run resumes from, or None for a run that does
+    not resume. When given, JSONL records after that step are removed and TensorBoard is told to
+    purge events after it, so steps that will be trained again are not logged twice. With None,
+    an existing log is appended to as it is. A tracker first gets the steps of the log that
+    its run lacks, then only steps after those it holds.
+    """
+    workdir = os.fspath(workdir)
+    loggers = list(loggers)
+    unknown = sorted(set(loggers) - set(LOGGERS))
+    if unknown:
+        raise ConfigError(
+            f"unknown logger {', '.join(unknown)}: the loggers are {', '.join(LOGGERS)}"
+        )
+    os.makedirs(workdir, exist_ok=True)
+    timing_keys = frozenset(timing_keys)
+    jsonl = JsonlWriter(
+        os.path.join(workdir, METRICS_FILENAME), keep=lambda k: k not in timing_keys
+    )
+    timing = JsonlWriter(
+        os.path.join(workdir, TIMING_FILENAME), keep=timing_keys.__contains__, skip_empty=True
+    )
+    if resume_step is not None:
+        jsonl.truncate_after(resume_step)
+        timing.truncate_after(resume_step)
+    writers = MultiWriter([jsonl, timing])
+    try:
+        if "tensorboard" in loggers:
+            purge_step = None if resume_step is None else resume_step + 1
+            tb_dir = os.path.join(workdir, TENSORBOARD_DIRNAME)
+            writers.writers.append(TensorBoardWriter(tb_dir, purge_step=purge_step))
+        tracked = [name for name in loggers if name != "tensorboard"]
+        if tracked:
+            run = run or RunInfo(name=workdir)
+            logged = logged_records(jsonl.path, timing.path)
+            for name in tracked:
+                tracker = TRACKERS[name](workdir, run)
+                writers.writers.append(tracker)
+                tracker.catch_up(logged)  # the log's steps that the tracked run lacks
+    except BaseException:
+        writers.close("failed")
+        raise
+    return writers

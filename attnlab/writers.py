@@ -3,8 +3,9 @@
 A run logs to `workdir/metrics.jsonl` (one JSON object per line, `{"step": ..., **scalars}`) and
 to the loggers `train.loggers` names: TensorBoard event files in `workdir/tb`, and the
 experiment trackers Weights & Biases and MLflow (`attnlab.trackers`, which also receive the
-run's pictures and final summary). JSON has no NaN or Infinity, so every writer here stores
-non-finite floats as `null` (TensorBoard and the trackers keep them as they are).
+run's pictures and final summary, and whose `create_writer` makes a run's writer). JSON has no
+NaN or Infinity, so every writer here stores non-finite floats as `null` (TensorBoard and the
+trackers keep them as they are).
 
 `write_json_atomic` writes whole JSON documents (configs, results) so that a reader never sees
 half a file, even if the process is killed mid-write.
@@ -21,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from attnlab.config_lib import LOGGERS, ConfigError
+from attnlab.config_lib import ConfigError
 
 METRICS_FILENAME = "metrics.jsonl"
 TENSORBOARD_DIRNAME = "tb"
@@ -359,65 +360,3 @@ def logged_records(*paths: str | os.PathLike) -> list[dict]:
                 if "step" in record:
                     by_step.setdefault(int(record["step"]), {}).update(record)
     return [by_step[step] for step in sorted(by_step)]
-
-
-def create_writer(
-    workdir: str | os.PathLike,
-    loggers: Iterable[str] = ("tensorboard",),
-    resume_step: int | None = None,
-    timing_keys: Iterable[str] = (),
-    run=None,
-) -> MultiWriter:
-    """Create the run's writer: `workdir/metrics.jsonl` (results), `workdir/timing.jsonl`
-    (speed: the fields named in `timing_keys`, e.g. `train/tokens_per_sec`), plus the
-    `loggers` (names of `config_lib.LOGGERS`): TensorBoard (both) in `workdir/tb`, and the
-    experiment trackers `wandb` and `mlflow` (`attnlab.trackers`; `run`, a `trackers.RunInfo`,
-    names the tracked run and gives its parameters; by default it is named after `workdir`).
-
-    Results and timing live in separate files so that two runs of the same config and seed
-    give byte-identical `metrics.jsonl` (timing varies from run to run).
-
-    `resume_step`: the step of the checkpoint the run resumes from, or None for a run that does
-    not resume. When given, JSONL records after that step are removed and TensorBoard is told to
-    purge events after it, so steps that will be trained again are not logged twice. With None,
-    an existing log is appended to as it is. A tracker first gets the steps of the log that
-    its run lacks, then only steps after those it holds (`attnlab.trackers`).
-    """
-    workdir = os.fspath(workdir)
-    loggers = list(loggers)
-    unknown = sorted(set(loggers) - set(LOGGERS))
-    if unknown:
-        raise ConfigError(
-            f"unknown logger {', '.join(unknown)}: the loggers are {', '.join(LOGGERS)}"
-        )
-    os.makedirs(workdir, exist_ok=True)
-    timing_keys = frozenset(timing_keys)
-    jsonl = JsonlWriter(
-        os.path.join(workdir, METRICS_FILENAME), keep=lambda k: k not in timing_keys
-    )
-    timing = JsonlWriter(
-        os.path.join(workdir, TIMING_FILENAME), keep=timing_keys.__contains__, skip_empty=True
-    )
-    if resume_step is not None:
-        jsonl.truncate_after(resume_step)
-        timing.truncate_after(resume_step)
-    writers = MultiWriter([jsonl, timing])
-    try:
-        if "tensorboard" in loggers:
-            purge_step = None if resume_step is None else resume_step + 1
-            tb_dir = os.path.join(workdir, TENSORBOARD_DIRNAME)
-            writers.writers.append(TensorBoardWriter(tb_dir, purge_step=purge_step))
-        tracked = [name for name in loggers if name != "tensorboard"]
-        if tracked:
-            from attnlab import trackers  # imports a tracker's package only when it is used
-
-            run = run or trackers.RunInfo(name=workdir)
-            logged = logged_records(jsonl.path, timing.path)
-            for name in tracked:
-                tracker = trackers.TRACKERS[name](workdir, run)
-                writers.writers.append(tracker)
-                tracker.catch_up(logged)  # the log's steps that the tracked run lacks
-    except BaseException:
-        writers.close("failed")
-        raise
-    return writers

@@ -210,7 +210,7 @@ def test_loggers_are_checked_and_the_old_tensorboard_field_still_reads(cli):
     with pytest.raises(ConfigError, match="must be comma-separated names of tensorboard, wandb"):
         families.validate(config)
     with pytest.raises(ConfigError, match="unknown logger comet: the loggers are tensorboard"):
-        writers.create_writer("unused", ["comet"])
+        trackers.create_writer("unused", ["comet"])
     assert upgrade_saved({"train.tensorboard": False}) == {"train.loggers": ""}
     assert upgrade_saved({"train.tensorboard": True}) == {"train.loggers": "tensorboard"}
     code, _, err = cli("config", f"--config={TOY}", "--config.train.tensorboard=false")

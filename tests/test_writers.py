@@ -9,11 +9,11 @@ import sys
 import numpy as np
 import pytest
 
+from attnlab.trackers import create_writer
 from attnlab.writers import (
     JsonlWriter,
     MultiWriter,
     TensorBoardWriter,
-    create_writer,
     read_jsonl,
     to_jsonable,
     write_json_atomic,
