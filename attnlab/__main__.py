@@ -2,6 +2,8 @@
 
     python -m attnlab train --config=configs/reverse.py --workdir=runs/reverse
     python -m attnlab sweep --config=configs/sweeps/scores.py --workdir=runs/scores
+    python -m attnlab sweep --config=configs/sweeps/dates_search.py --workdir=runs/dates_search \
+        --sweep.search=tpe --sweep.num_trials=16 --sweep.parallel=2
     python -m attnlab compare runs/scores
     python -m attnlab predict --workdir=runs/g2p --input=words.txt --heatmaps=runs/g2p/maps
     python -m attnlab config --config=configs/reverse.py:quick --config.model.score=general
@@ -125,7 +127,9 @@ def _help(command: str | None) -> str:
     import textwrap
 
     def wrapped(text: str, indent: str) -> list[str]:
-        return textwrap.wrap(text, 96, initial_indent=indent, subsequent_indent=" " * 11)
+        return textwrap.wrap(
+            text, 96, initial_indent=indent, subsequent_indent=" " * 11, break_on_hyphens=False
+        )
 
     if command is None:
         lines = [USAGE, "", "subcommands:"]
@@ -139,7 +143,11 @@ def _help(command: str | None) -> str:
     for name in flag_names:
         need = " (required)" if name in REQUIRED.get(command, ()) else ""
         lines += textwrap.wrap(
-            FLAG_HELP[name], 96, initial_indent=f"  --{name}{need}: ", subsequent_indent="      "
+            FLAG_HELP[name],
+            96,
+            initial_indent=f"  --{name}{need}: ",
+            subsequent_indent="      ",
+            break_on_hyphens=False,  # nvidia-smi, not nvidia- smi
         )
     return "\n".join(lines) + "\n"
 

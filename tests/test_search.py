@@ -306,3 +306,41 @@ def test_search_trials_in_flight_each_get_their_own_gpu(search_file, tmp_path, m
     # the same seed and history draw the same values (TPE's random start, parallel or not)
     again = search.run_search(search_file, str(tmp_path / "t"), options, backend=backend)
     assert [t.overrides for t in again][:2] == [t.overrides for t in trials][:2]
+
+
+def test_an_interrupted_trial_resumes_on_the_next_run_and_a_failed_one_counts(
+    search_file, tmp_path, monkeypatch
+):
+    # the first run: trial 0 is stopped by a signal (as when the machine goes down), trial 1
+    # fails on its own, trial 2 completes
+    def first_run(config_path, trial, trial_dir, common=None):
+        if trial.index == 2:
+            return fake_command(config_path, trial, trial_dir, common)
+        status, code = ("interrupted", 143) if trial.index == 0 else ("failed", 1)
+        script = (
+            "import json, os, sys; os.makedirs(sys.argv[1], exist_ok=True); "
+            f"json.dump({{'status': {status!r}}}, open(os.path.join(sys.argv[1], "
+            f"'summary.json'), 'w')); sys.exit({code})"
+        )
+        return [sys.executable, "-c", script, trial_dir]
+
+    monkeypatch.setattr(sweep, "trial_command", first_run)
+    out = str(tmp_path / "s")
+    options = search.SearchOptions("random", num_trials=3)
+    trials = search.run_search(search_file, out, options)
+    assert [t.status for t in trials] == ["interrupted", "failed", "completed"]
+    assert "exit code 1" in trials[1].error
+    study = search.load_study(out)
+    assert [t.state.name for t in study.trials] == ["RUNNING", "FAIL", "COMPLETE"]
+    # the next run resumes trial 0 in its own directory; the failed one counts towards N
+    monkeypatch.setattr(sweep, "trial_command", fake_command)
+    again = search.run_search(search_file, out, options)
+    assert [(t.index, t.name, t.status) for t in again] == [
+        (0, trials[0].name, "completed"),
+        (1, trials[1].name, "failed"),
+        (2, trials[2].name, "completed"),
+    ]
+    assert again[0].value == again[0].overrides["optim.learning_rate"]
+    assert sorted(os.listdir(out)) == sorted(
+        [t.name for t in trials] + [search.STUDY_FILE, sweep.STATUS_FILE, sweep.LOCK_FILE]
+    )

@@ -8,8 +8,9 @@ model of configs/dates.py), 16 trials chosen by Optuna's TPE, the bad ones prune
 Each trial is one seed (0) of one configuration, ranked by its final validation seq_accuracy:
 the search finds a good region, not a significant winner (for that, run the best few with
 several seeds as a grid, e.g. configs/sweeps/scores.py). The three scores all use the
-attention size (the hidden size A of their MLP). Re-running the command continues the study
-in runs/dates_search/study.db; `--sweep.num_trials=24` adds 8 trials to it.
+attention size (the hidden size A of their MLP); as in configs/sweeps/scores.py the decoder is
+widened to the key size (128), which `concat_shared` needs. Re-running the command continues
+the study in runs/dates_search/study.db; `--sweep.num_trials=24` adds 8 trials to it.
 """
 
 import os
@@ -21,7 +22,9 @@ DATES = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "dat
 
 
 def get_config(arg: str | None = None):
-    return load_config(DATES + ":quick")
+    config = load_config(DATES + ":quick")
+    config.model.decoder_hidden_dim = 2 * config.model.encoder.hidden_dim  # = the key size
+    return config
 
 
 def get_search(arg: str | None = None):
