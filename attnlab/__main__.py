@@ -361,6 +361,9 @@ def _search(cli: _Cli, path: str, common: dict, options) -> int:
         print(f"{'best' if rank == 1 else f'#{rank}':>5}  {plan.metric}={t.value:.4f}  {t.name}")
     if count["completed"]:
         print(f"({plan.metric}: {direction} is better)")
+    figure = search.plot(workdir)
+    if figure:
+        print(f"figure: {figure}")
     return 1 if count["failed"] or left else 0
 
 

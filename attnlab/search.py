@@ -712,6 +712,37 @@ def run_search(
         return search.run()
 
 
+PLOT_FILE = "search.png"
+
+
+def plot(sweep_dir: str, path: str | None = None) -> str | None:
+    """Draws the study of `sweep_dir` (`plots.plot_search`: the objective against each searched
+    number, coloured by the first searched choice, pruned trials hollow) to `path` (default
+    `<sweep_dir>/search.png`); returns the path, or None when no trial has a value yet."""
+    from attnlab import plots
+
+    study = load_study(sweep_dir)
+    space, metric = study.user_attrs.get("space", {}), study.user_attrs.get("metric", "")
+    numbers = {k: bool(v["log"]) for k, v in space.items() if v["type"] in ("float", "int")}
+    choices = [k for k, v in space.items() if v["type"] == "choice"]
+    points = []
+    for frozen in study.get_trials(deepcopy=False):
+        if frozen.state.name == "COMPLETE":
+            y, pruned = frozen.value, False
+        elif frozen.state.name == "PRUNED" and frozen.intermediate_values:
+            y, pruned = frozen.intermediate_values[max(frozen.intermediate_values)], True
+        else:
+            continue
+        points.append({"values": frozen.params, "y": y, "pruned": pruned})
+    if not points:
+        return None
+    path = path or os.path.join(sweep_dir, PLOT_FILE)
+    direction = study.direction.name.lower()
+    label = f"{metric} ({'higher' if direction == 'maximize' else 'lower'} is better)"
+    plots.plot_search(numbers, points, choices[0] if choices else None, label, path)
+    return path
+
+
 def best_trials(trials: list[SearchTrial], higher_is_better: bool, k: int = 5):
     """The `k` best completed trials, best first."""
     done = [t for t in trials if t.value is not None]

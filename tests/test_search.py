@@ -110,6 +110,12 @@ def test_helpers_names_seeds_and_logged_values(tmp_path):
     # a re-run draws from another seed than the first run, the same history from the same one
     assert search.sampler_seed(0, 0) != search.sampler_seed(0, 12) == search.sampler_seed(0, 12)
     assert [search.startup_trials(n) for n in (2, 16, 100)] == [1, 5, 10]
+    # compare labels sampled floats by 4 significant digits, written ones as written
+    from attnlab.compare import _value
+
+    assert (_value(0.006238695217229555), _value(0.003), _value(1e-05)) == (
+        "0.006239", "0.003", "1e-05",
+    )  # fmt: skip
     run = tmp_path / "run"
     run.mkdir()
     lines = [
@@ -303,6 +309,8 @@ def test_search_trials_in_flight_each_get_their_own_gpu(search_file, tmp_path, m
         assert len(at_once) == len(set(at_once)) <= 2
     saved = json.load(open(os.path.join(out, sweep.STATUS_FILE)))
     assert saved["best"]["value"] == min(t.value for t in trials)
+    assert search.plot(out) == os.path.join(out, search.PLOT_FILE)  # objective by value
+    assert os.path.getsize(os.path.join(out, search.PLOT_FILE)) > 0
     # the same seed and history draw the same values (TPE's random start, parallel or not)
     again = search.run_search(search_file, str(tmp_path / "t"), options, backend=backend)
     assert [t.overrides for t in again][:2] == [t.overrides for t in trials][:2]
