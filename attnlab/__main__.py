@@ -360,7 +360,10 @@ def _search(cli: _Cli, path: str, common: dict, options) -> int:
     for rank, t in enumerate(search.best_trials(trials, plan.higher_is_better), 1):
         print(f"{'best' if rank == 1 else f'#{rank}':>5}  {plan.metric}={t.value:.4f}  {t.name}")
     if count["completed"]:
-        print(f"({plan.metric}: {direction} is better)")
+        top = search.best_trials(trials, plan.higher_is_better, k=len(trials))
+        tied = sum(t.value == top[0].value for t in top)
+        share = f"; {tied} trials share the best value" if tied > 1 else ""
+        print(f"({plan.metric}: {direction} is better{share})")
     figure = search.plot(workdir)
     if figure:
         print(f"figure: {figure}")
