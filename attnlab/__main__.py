@@ -2,6 +2,8 @@
 
     python -m attnlab train --config=configs/reverse.py --workdir=runs/reverse
     python -m attnlab sweep --config=configs/sweeps/scores.py --workdir=runs/scores
+    python -m attnlab sweep --config=configs/sweeps/dates_search.py --workdir=runs/dates_search \
+        --sweep.search=tpe --sweep.num_trials=16 --sweep.parallel=2
     python -m attnlab compare runs/scores
     python -m attnlab predict --workdir=runs/g2p --input=words.txt --heatmaps=runs/g2p/maps
     python -m attnlab config --config=configs/reverse.py:quick --config.model.score=general
@@ -38,8 +40,9 @@ COMMANDS = {
         ),
     ),
     "sweep": (
-        "Run every trial of a sweep file (its get_sweep()), each a train process in its own "
-        "directory; re-running skips finished trials.",
+        "Run every trial of a sweep file (its get_sweep() grid, or an Optuna search of its "
+        "get_search() space), each a train process in its own directory; re-running skips "
+        "finished trials.",
         "",
         ("config", "workdir", "sweep", "verbose"),
     ),
@@ -73,6 +76,14 @@ SWEEP_DEFAULTS = {
     "ray_address": "",
     "cpus_per_trial": 1.0,
     "gpus_per_trial": 0.0,
+    "search": "grid",
+    "num_trials": 0,
+    "metric": "",
+    "prune": "none",
+    "prune_startup": 5,
+    "seed": -1,
+    "devices": "",
+    "devices_per_trial": 0,
 }
 # flag -> (help text, default); defined lazily, only for the subcommand that takes it
 FLAG_HELP = {
@@ -87,8 +98,18 @@ FLAG_HELP = {
     "num_processes": "--distributed: the number of processes",
     "process_id": "--distributed: this process's index",
     "sweep": "--sweep.parallel=N trials at once; --sweep.index=N runs only trial N (one job "
-    "of a job array); --sweep.dry_run=true lists the trials; --sweep.backend=local|ray "
-    "(--sweep.ray_address, --sweep.cpus_per_trial, --sweep.gpus_per_trial)",
+    "of a job array); --sweep.dry_run=true lists the trials (a search: its space and study); "
+    "--sweep.backend=local|ray (--sweep.ray_address, --sweep.cpus_per_trial, "
+    "--sweep.gpus_per_trial). Search (get_search(), study in WORKDIR/study.db, re-running "
+    "continues it): --sweep.search=grid|random|tpe (default grid: get_sweep()), "
+    "--sweep.num_trials=N (the study's total, required with a search), --sweep.metric=NAME "
+    "(default: train.best_metric, in its family's direction), --sweep.prune=none|median "
+    "(--sweep.prune_startup=K trials finish first, default 5), --sweep.seed=S (the sampler's; "
+    "default: the config's seed). Local GPUs: each running trial gets its own through "
+    "CUDA_VISIBLE_DEVICES: --sweep.devices=0,1,2,3 (default: CUDA_VISIBLE_DEVICES, else "
+    "nvidia-smi -L; none: leave the environment alone), --sweep.devices_per_trial=K (default: "
+    "an even share); trials that must share a GPU get XLA_PYTHON_CLIENT_MEM_FRACTION = 0.9 / "
+    "trials per GPU",
     "metric": "the metric that ranks the variants (default: the runs' train.best_metric)",
     "out": "the report directory (default: <first DIR>/report)",
     "facet": "the field whose values the figures draw in separate panels (default: the "
@@ -106,7 +127,9 @@ def _help(command: str | None) -> str:
     import textwrap
 
     def wrapped(text: str, indent: str) -> list[str]:
-        return textwrap.wrap(text, 96, initial_indent=indent, subsequent_indent=" " * 11)
+        return textwrap.wrap(
+            text, 96, initial_indent=indent, subsequent_indent=" " * 11, break_on_hyphens=False
+        )
 
     if command is None:
         lines = [USAGE, "", "subcommands:"]
@@ -120,7 +143,11 @@ def _help(command: str | None) -> str:
     for name in flag_names:
         need = " (required)" if name in REQUIRED.get(command, ()) else ""
         lines += textwrap.wrap(
-            FLAG_HELP[name], 96, initial_indent=f"  --{name}{need}: ", subsequent_indent="      "
+            FLAG_HELP[name],
+            96,
+            initial_indent=f"  --{name}{need}: ",
+            subsequent_indent="      ",
+            break_on_hyphens=False,  # nvidia-smi, not nvidia- smi
         )
     return "\n".join(lines) + "\n"
 
@@ -224,38 +251,33 @@ def _config(cli: _Cli) -> int:
 
 def _sweep(cli: _Cli) -> int:
     from attnlab import backends, sweep
-    from attnlab.progress import Progress
+    from attnlab.config_lib import ConfigError
 
     path, common, options = cli.config_path(), cli.overrides(), cli.value("sweep")
+    if options.search != "grid":
+        return _search(cli, path, common, options)
+    searched = {"num_trials": 0, "metric": "", "prune": "none", "seed": -1}
+    wrong = [f"--sweep.{k}" for k, v in searched.items() if options[k] != v]
+    if wrong:
+        raise ConfigError(
+            f"{', '.join(wrong)} only apply to a searched sweep (--sweep.search=random|tpe)"
+        )
     trials = sweep.load_sweep(path)
     if options.dry_run:
         for t in trials:
             print(f"{t.index:4d}  {t.name}  {dict(common, **t.overrides)}")
         return 0
     index = options.index if options.index >= 0 else None
-    bar = Progress(1 if index is not None else len(trials), label="sweep")
-
-    def progress(trial, all_trials):
-        done = sum(t.status == "completed" for t in all_trials)
-        failed = sum(t.status == "failed" for t in all_trials)
-        if trial.status == "failed":  # failures are always reported, terminal or not
-            print(f"\nfailed: {trial.name}: {trial.error}", file=sys.stderr, flush=True)
-        bar.update(
-            done + failed,
-            force=True,
-            done=done,
-            failed=failed,
-            left=len(all_trials) - done - failed,
-            last=trial.name,
-        )
-
     backend = backends.make_backend(
         options.backend,
         options.parallel,
+        devices=options.devices,
+        devices_per_trial=options.devices_per_trial,
         address=options.ray_address or None,
         cpus_per_trial=options.cpus_per_trial,
         gpus_per_trial=options.gpus_per_trial,
     )
+    bar, progress = _sweep_progress(1 if index is not None else len(trials))
     try:
         with bar:
             trials = sweep.run_sweep(
@@ -274,6 +296,100 @@ def _sweep(cli: _Cli) -> int:
         f"{os.path.join(cli.value('workdir'), sweep.STATUS_FILE)}"
     )
     return 1 if failed else 0
+
+
+def _sweep_progress(total: int):
+    """The sweep's progress bar and its `on_done(trial, trials)`."""
+    from attnlab.progress import Progress
+
+    bar = Progress(total, label="sweep")
+
+    def progress(trial, all_trials):
+        count = {s: sum(t.status == s for t in all_trials) for s in ("completed", "failed")}
+        pruned = sum(t.status == "pruned" for t in all_trials)
+        if trial.status == "failed":  # failures are always reported, terminal or not
+            print(f"\nfailed: {trial.name}: {trial.error}", file=sys.stderr, flush=True)
+        finished = count["completed"] + count["failed"] + pruned
+        fields = {"done": count["completed"], "failed": count["failed"]}
+        if pruned:
+            fields["pruned"] = pruned
+        bar.update(finished, force=True, **fields, left=total - finished, last=trial.name)
+
+    return bar, progress
+
+
+def _search(cli: _Cli, path: str, common: dict, options) -> int:
+    """A searched sweep (`attnlab.search`): Optuna asks for the trials of get_search()."""
+    from attnlab import backends, search, sweep
+    from attnlab.config_lib import ConfigError
+
+    if options.index >= 0:
+        raise ConfigError("sweep.index picks one trial of a grid; a search asks for its trials")
+    if options.backend != "local":
+        raise ConfigError(
+            "a searched sweep runs its trials on this machine (--sweep.backend=local); "
+            "run a grid (get_sweep) on Ray"
+        )
+    settings = search.SearchOptions(
+        sampler=options.search,
+        num_trials=options.num_trials,
+        metric=options.metric,
+        prune=options.prune,
+        prune_startup=options.prune_startup,
+        seed=options.seed if options.seed >= 0 else None,
+        parallel=options.parallel,
+    )
+    plan = search.plan_search(path, settings, common)
+    workdir = cli.value("workdir")
+    if options.dry_run:
+        return _search_dry_run(plan, settings, workdir)
+    backend = backends.LocalBackend(options.parallel, options.devices, options.devices_per_trial)
+    bar, progress = _sweep_progress(settings.num_trials)
+    with bar:
+        trials = search.run_search(path, workdir, settings, common, backend, on_done=progress)
+    count = {s: sum(t.status == s for t in trials) for s in ("completed", "pruned", "failed")}
+    left = sum(t.status == "interrupted" for t in trials)
+    print(
+        f"{len(trials)} of {settings.num_trials} trials in the study: {count['completed']} "
+        f"completed, {count['pruned']} pruned, {count['failed']} failed"
+        + (f", {left} interrupted (re-run to resume them)" if left else "")
+        + f"; status in {os.path.join(workdir, sweep.STATUS_FILE)}, study in "
+        f"{os.path.join(workdir, search.STUDY_FILE)}"
+    )
+    direction = "higher" if plan.higher_is_better else "lower"
+    for rank, t in enumerate(search.best_trials(trials, plan.higher_is_better), 1):
+        print(f"{'best' if rank == 1 else f'#{rank}':>5}  {plan.metric}={t.value:.4f}  {t.name}")
+    if count["completed"]:
+        top = search.best_trials(trials, plan.higher_is_better, k=len(trials))
+        tied = sum(t.value == top[0].value for t in top)
+        share = f"; {tied} trials share the best value" if tied > 1 else ""
+        print(f"({plan.metric}: {direction} is better{share})")
+    figure = search.plot(workdir)
+    if figure:
+        print(f"figure: {figure}")
+    return 1 if count["failed"] or left else 0
+
+
+def _search_dry_run(plan, settings, workdir: str) -> int:
+    """Prints the space, the objective and what the study holds so far; runs nothing."""
+    import collections
+
+    from attnlab import search
+
+    for key, spec in plan.space.items():
+        print(f"search  {key}: {spec!r}")
+    for key, value in plan.fixed.items():
+        print(f"fixed   {key}: {value!r}")
+    direction = "maximize" if plan.higher_is_better else "minimize"
+    print(f"{settings.sampler}, {settings.num_trials} trials, {direction} {plan.metric}")
+    try:
+        study = search.load_study(workdir)
+    except FileNotFoundError:
+        print("no study yet")
+        return 0
+    states = collections.Counter(t.state.name.lower() for t in study.get_trials(deepcopy=False))
+    print(f"study: {dict(states)}")
+    return 0
 
 
 def _predict(cli: _Cli) -> int:

@@ -251,7 +251,12 @@ def short_names(keys: Sequence[str]) -> dict[str, str]:
 
 
 def _value(value) -> str:
-    return repr(value) if isinstance(value, float) else str(value)
+    """A variant's value in labels: floats as written (`0.003`), sampled ones to 4 significant
+    digits (`0.006239`, not `0.006238695217229555`)."""
+    if not isinstance(value, float):
+        return str(value)
+    written = repr(value)
+    return written if len(written) <= 8 else f"{value:.4g}"
 
 
 def group_variants(runs: list[RunRecord], axes: list[str] | None = None):

@@ -349,3 +349,59 @@ def plot_attention_grid(maps: Sequence[Map], path: str | os.PathLike, columns: i
     fig.colorbar(image, ax=axes, shrink=0.8, label="attention weight")
     _save(fig, path)
     return fig
+
+
+def plot_search(
+    fields: Mapping[str, bool],
+    trials: Sequence[Mapping],
+    colour_field: str | None,
+    ylabel: str,
+    path: str | os.PathLike,
+) -> Figure:
+    """A searched sweep at a glance: one panel per searched number (`fields`: name -> log
+    scale), each trial a dot at its value and its objective, coloured by the value of
+    `colour_field` (a searched choice). `trials`: dicts with `values` (field -> value),
+    `y` and `pruned` (drawn hollow, at its last reported value)."""
+    names = list(fields) or [colour_field or ""]
+    fig = Figure(figsize=(3.4 * len(names) + 1.8, 3.2), layout="constrained")
+    axes = fig.subplots(1, len(names), sharey=True, squeeze=False)[0]
+    groups = list(dict.fromkeys(t["values"].get(colour_field) for t in trials))
+    colours = {g: f"C{i % 10}" for i, g in enumerate(groups)}
+    for ax, name in zip(axes, names, strict=True):
+        for group in groups:
+            for pruned in (False, True):
+                mine = [
+                    t
+                    for t in trials
+                    if t["values"].get(colour_field) == group and t["pruned"] == pruned
+                ]
+                if not mine:
+                    continue
+                xs = [t["values"][name] if fields else str(group) for t in mine]
+                label = None if pruned else (str(group) if colour_field else None)
+                ax.scatter(
+                    xs, [t["y"] for t in mine], s=30, label=label, color=colours[group],
+                    facecolors="none" if pruned else colours[group], linewidths=1.2,
+                )  # fmt: skip
+        if fields.get(name):
+            from matplotlib import ticker
+
+            ax.set_xscale("log")
+            if all(isinstance(t["values"][name], int) for t in trials):  # 16, 32, 64, ...
+                ax.xaxis.set_major_locator(ticker.LogLocator(base=2))
+            ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+            ax.xaxis.set_minor_formatter(ticker.NullFormatter())
+        ax.set_xlabel(name, fontsize=9)
+        ax.grid(True, alpha=0.3)
+    axes[0].set_ylabel(ylabel, fontsize=9)
+    handles, labels = axes[0].get_legend_handles_labels()
+    if any(t["pruned"] for t in trials):
+        handles.append(
+            axes[0].scatter([], [], s=30, facecolors="none", edgecolors="grey", linewidths=1.2)
+        )
+        labels.append("pruned (last value)")
+    if labels:
+        title = colour_field.rsplit(".", 1)[-1] if colour_field else None
+        fig.legend(handles, labels, loc="outside right upper", fontsize=8, title=title)
+    _save(fig, path)
+    return fig

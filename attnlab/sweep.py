@@ -58,8 +58,8 @@ class Trial:
     index: int
     name: str
     overrides: dict
-    status: str = "pending"  # pending | completed | failed
-    error: str = ""
+    status: str = "pending"  # pending | completed | failed (searched sweeps: also pruned,
+    error: str = ""  # interrupted)
     seconds: float = 0.0
 
 
@@ -176,10 +176,21 @@ def trial_status(trial_dir: str) -> str:
         return "pending"
 
 
-def run_trial(config_path: str, trial: Trial, sweep_dir: str, common: dict | None = None):
+def run_trial(
+    config_path: str,
+    trial: Trial,
+    sweep_dir: str,
+    common: dict | None = None,
+    env: dict | None = None,
+    watch=None,
+):
     """Runs one trial as a subprocess (its output goes to `<trial>/train.log`).
 
-    `common` overrides (from the sweep's own command line) apply under the trial's own.
+    `common` overrides (from the sweep's own command line) apply under the trial's own. `env`:
+    environment variables set for the trial's process on top of this one's (its GPUs).
+    `watch(trial_dir)`, when given, is called about every `WATCH_SECONDS` while the process
+    runs; when it returns True the process gets SIGTERM (it saves a checkpoint and stops: a
+    searched sweep's pruning).
     """
     trial_dir = os.path.join(sweep_dir, trial.name)
     if os.path.commonpath([os.path.abspath(trial_dir), os.path.abspath(sweep_dir)]) != (
@@ -196,17 +207,37 @@ def run_trial(config_path: str, trial: Trial, sweep_dir: str, common: dict | Non
         return trial
     start = time.perf_counter()
     with open(os.path.join(trial_dir, "train.log"), "w") as log:
-        code = subprocess.call(
+        process = subprocess.Popen(
             trial_command(config_path, trial, trial_dir, common),
             stdout=log,
             stderr=subprocess.STDOUT,
             preexec_fn=_stop_with_parent,
+            env=dict(os.environ, **env) if env else None,
         )
+        code = _wait(process, trial_dir, watch)
     trial.seconds = time.perf_counter() - start
     trial.status = "completed" if code == 0 and trial_status(trial_dir) == "completed" else "failed"
     if trial.status == "failed":
         trial.error = f"exit code {code}: " + _error_summary(os.path.join(trial_dir, "train.log"))
     return trial
+
+
+WATCH_SECONDS = 0.5  # how often a watched trial's files are read
+
+
+def _wait(process: subprocess.Popen, trial_dir: str, watch) -> int:
+    """Waits for the trial's process; with `watch`, stops it (SIGTERM, once) when asked to."""
+    if watch is None:
+        return process.wait()
+    stopping = False
+    while True:
+        try:
+            return process.wait(timeout=WATCH_SECONDS)
+        except subprocess.TimeoutExpired:
+            pass
+        if not stopping and watch(trial_dir):
+            stopping = True
+            process.terminate()
 
 
 def _running_elsewhere(trial_dir: str) -> str | None:

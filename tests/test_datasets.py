@@ -204,3 +204,33 @@ def test_load_split_decodes_mocked_str_text():
         examples = load_split("dates", "train")
     assert len(examples) == 3
     assert all(isinstance(ex["source"], str) for ex in examples)
+
+
+def test_processes_that_need_the_same_data_set_build_it_once(tmp_path, monkeypatch):
+    """`prepared` holds a lock on the data directory while it builds: two builders of one data
+    set never run at once (each opens the lock file itself, as two processes would)."""
+    import threading
+    import time
+
+    from attnlab.data import builders
+
+    spans = []
+
+    class SlowBuilder:
+        name, data_dir_root = "attnlab_dates", str(tmp_path)
+
+        def download_and_prepare(self):
+            start = time.monotonic()
+            time.sleep(0.1)
+            spans.append((start, time.monotonic()))
+
+    monkeypatch.setattr(builders.tfds, "builder", lambda *args, **kwargs: SlowBuilder())
+    threads = [threading.Thread(target=builders.prepared, args=("dates",)) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    spans.sort()
+    assert len(spans) == 3
+    assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:], strict=False))  # one at a time
+    assert (tmp_path / ".attnlab_dates.lock").exists()

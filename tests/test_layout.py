@@ -20,12 +20,21 @@ PACKAGE = os.path.join(REPO, "attnlab")
 
 # Layers from the top: a module may import its own layer or any layer below it.
 LAYERS = (
-    ("command line", {"attnlab.__main__", "attnlab.sweep", "attnlab.backends", "attnlab.predict"}),
+    (
+        "command line",
+        {
+            "attnlab.__main__",
+            "attnlab.sweep",
+            "attnlab.search",
+            "attnlab.backends",
+            "attnlab.predict",
+        },
+    ),
     ("runner", {"attnlab.runner", "attnlab.compare"}),
     ("families", {"attnlab.train", "attnlab.ram.train"}),
 )  # everything else: models, data and shared pieces
 # Modules every family shares; only the registry (families.py) lists the built-in families.
-SHARED = ("__main__", "config_lib", "runner", "writers", "compare", "sweep", "devices")
+SHARED = ("__main__", "config_lib", "runner", "writers", "compare", "sweep", "search", "devices")
 
 
 def _modules() -> dict[str, str]:

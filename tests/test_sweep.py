@@ -2,6 +2,7 @@
 
 import json
 import os
+import sys
 import textwrap
 
 import pytest
@@ -244,3 +245,111 @@ def test_a_second_sweep_into_the_same_directory_is_refused(tmp_path):
     time.sleep(0.1)
     with sweep.SweepLock(str(tmp_path)):
         pass
+
+
+def test_device_slots_never_put_two_trials_on_one_gpu_unless_they_must():
+    from attnlab import backends
+
+    pool = backends.DevicePool(["0", "1", "2", "3"], parallel=2, environ={})
+    assert pool.slots == [("0", "1"), ("2", "3")] and pool.sharing == 1  # an even share: 2 each
+    a, env_a = pool.acquire()
+    b, env_b = pool.acquire()
+    assert {env_a["CUDA_VISIBLE_DEVICES"], env_b["CUDA_VISIBLE_DEVICES"]} == {"0,1", "2,3"}
+    assert "XLA_PYTHON_CLIENT_MEM_FRACTION" not in env_a  # alone on its GPUs: JAX's default
+    pool.release(a)
+    assert pool.acquire()[1]["CUDA_VISIBLE_DEVICES"] == env_a["CUDA_VISIBLE_DEVICES"]
+    # more trials than GPUs: evenly shared, each with its share of the memory
+    pool = backends.DevicePool(["0", "1"], parallel=4, environ={})
+    envs = [pool.acquire()[1] for _ in range(4)]
+    assert sorted(e["CUDA_VISIBLE_DEVICES"] for e in envs) == ["0", "0", "1", "1"]
+    assert {e["XLA_PYTHON_CLIENT_MEM_FRACTION"] for e in envs} == {"0.45"}
+    # the sweep's own memory settings are kept
+    pool = backends.DevicePool(["0"], parallel=2, environ={"XLA_PYTHON_CLIENT_PREALLOCATE": "0"})
+    assert "XLA_PYTHON_CLIENT_MEM_FRACTION" not in pool.acquire()[1]
+    assert backends.memory_fraction(3) == "0.30"
+    assert backends.DevicePool(["0", "1", "2"], parallel=1, per_trial=2).slots == [("0", "1")]
+    with pytest.raises(ConfigError, match="devices_per_trial=3 is invalid: only 2 devices"):
+        backends.DevicePool(["0", "1"], parallel=1, per_trial=3)
+
+
+def test_the_gpus_are_found_without_jax(tmp_path, monkeypatch):
+    from attnlab import backends
+
+    assert backends.visible_gpus({"CUDA_VISIBLE_DEVICES": "2,3"}) == ["2", "3"]
+    assert backends.visible_gpus({"CUDA_VISIBLE_DEVICES": ""}) == []
+    assert backends.visible_gpus({"CUDA_VISIBLE_DEVICES": "-1"}) == []
+    assert backends.visible_gpus({}, smi="no-such-nvidia-smi") == []  # no driver: no GPUs
+    smi = tmp_path / "nvidia-smi"
+    smi.write_text(
+        "#!/bin/sh\necho 'GPU 0: NVIDIA A100 (UUID: GPU-a)'\necho 'GPU 1: NVIDIA A100 (UUID: "
+        "GPU-b)'\n"
+    )
+    smi.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    assert backends.visible_gpus({}) == ["0", "1"]
+    assert backends.parse_devices("0, 1,2") == ["0", "1", "2"]
+    assert backends.parse_devices("none") == [] and backends.parse_devices("") is None
+    with pytest.raises(ConfigError, match="distinct devices"):
+        backends.parse_devices("0,0")
+    with pytest.raises(ConfigError, match="sweep.gpus_per_trial"):
+        backends.make_backend("ray", devices="0,1")
+
+
+# A stand-in for `python -m attnlab train` that records the environment it was given, when it
+# ran, and a completed summary; trials take different times.
+ENV_TRIAL = """
+import json, os, sys, time
+workdir, seconds = sys.argv[1], float(sys.argv[2])
+os.makedirs(workdir, exist_ok=True)
+start = time.time()
+time.sleep(seconds)
+env = {k: v for k, v in os.environ.items() if k.startswith(("CUDA_VISIBLE", "XLA_PYTHON"))}
+with open(os.path.join(workdir, "env.json"), "w") as f:
+    json.dump({"env": env, "start": start, "end": time.time()}, f)
+with open(os.path.join(workdir, "summary.json"), "w") as f:
+    json.dump({"status": "completed"}, f)
+"""
+
+ENV_SWEEP = SWEEP_FILE.split("def get_sweep")[0] + textwrap.dedent(
+    """
+    def get_sweep(arg=None):
+        return {"seed": [0, 1, 2, 3, 4, 5]}
+    """
+)
+
+
+@pytest.mark.parametrize(
+    "devices, parallel, per_trial, slots, fraction",
+    [
+        ("0,1,2", 3, 0, {"0", "1", "2"}, None),  # a GPU per trial, whatever their durations
+        ("0,1,2,3", 2, 2, {"0,1", "2,3"}, None),  # two GPUs per trial
+        ("0,1", 4, 0, {"0", "1"}, "0.45"),  # two trials per GPU: each gets half its memory
+    ],
+)
+def test_each_trial_process_gets_its_own_devices(
+    tmp_path, monkeypatch, devices, parallel, per_trial, slots, fraction
+):
+    from attnlab import backends
+
+    def command(config_path, trial, trial_dir, common=None):
+        seconds = (0.3, 0.05, 0.15)[trial.index % 3]
+        return [sys.executable, "-c", ENV_TRIAL, trial_dir, str(seconds)]
+
+    monkeypatch.setattr(sweep, "trial_command", command)
+    monkeypatch.delenv("XLA_PYTHON_CLIENT_PREALLOCATE", raising=False)  # set by conftest
+    monkeypatch.delenv("XLA_PYTHON_CLIENT_MEM_FRACTION", raising=False)
+    config = tmp_path / "env_sweep.py"
+    config.write_text(ENV_SWEEP)
+    backend = backends.LocalBackend(parallel, devices=devices, devices_per_trial=per_trial)
+    trials = sweep.run_sweep(str(config), str(tmp_path / "s"), backend=backend)
+    assert [t.status for t in trials] == ["completed"] * 6
+    runs = [json.load(open(tmp_path / "s" / t.name / "env.json")) for t in trials]
+    assert {r["env"]["CUDA_VISIBLE_DEVICES"] for r in runs} == slots
+    assert {r["env"].get("XLA_PYTHON_CLIENT_MEM_FRACTION") for r in runs} == {fraction}
+    share = 2 if fraction else 1  # the most trials a device may hold at once
+    for a in runs:  # the trials running when trial a started, a included
+        at_once = [b for b in runs if b["start"] <= a["start"] < b["end"]]
+        assert len(at_once) <= parallel
+        for device in a["env"]["CUDA_VISIBLE_DEVICES"].split(","):
+            holders = [b for b in at_once if device in b["env"]["CUDA_VISIBLE_DEVICES"].split(",")]
+            assert len(holders) <= share, (device, holders)

@@ -16,6 +16,9 @@ a whole split into memory with `load_split`::
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import os
 from typing import Any
 
 import numpy as np
@@ -71,8 +74,7 @@ def load_split(
       python numbers.
     """
     tfds.disable_progress_bar()  # a build prints one bar per split and shuffle otherwise
-    builder = tfds.builder(NAMES.get(name, name), data_dir=data_dir, config=config)
-    builder.download_and_prepare()  # returns at once when the data are already there
+    builder = prepared(name, data_dir, config)
     source = builder.as_data_source(split=split)
     examples = []
     for start in range(0, len(source), batch_size):
@@ -92,8 +94,7 @@ def load_arrays(
     building it first if needed: `{feature: [N, ...]}` in file order. Arguments as for
     `load_split`; far faster than `load_split` for images (no conversion to lists)."""
     tfds.disable_progress_bar()
-    builder = tfds.builder(NAMES.get(name, name), data_dir=data_dir, config=config)
-    builder.download_and_prepare()
+    builder = prepared(name, data_dir, config)
     source = builder.as_data_source(split=split)
     columns: dict[str, list] = {}
     for start in range(0, len(source), batch_size):
@@ -101,6 +102,30 @@ def load_arrays(
             for key, value in record.items():
                 columns.setdefault(key, []).append(np.asarray(value))
     return {key: np.stack(values) for key, values in columns.items()}
+
+
+def prepared(name: str, data_dir: str | None = None, config=None):
+    """The TFDS builder of `name`, its data built first if needed (at once when they are
+    there), under a lock on the data directory: processes that need the same data set at once
+    (the trials of a parallel sweep) build it once; without the lock each builds its own copy
+    and all but the first fail to move theirs into place. A data directory this process
+    cannot write in is read without the lock."""
+    builder = tfds.builder(NAMES.get(name, name), data_dir=data_dir, config=config)
+    root = os.fspath(builder.data_dir_root)
+    lock = None
+    with contextlib.suppress(OSError):
+        os.makedirs(root, exist_ok=True)
+        lock = open(os.path.join(root, f".{builder.name}.lock"), "a")
+    if lock is None:
+        builder.download_and_prepare()
+        return builder
+    with lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes (or this process dies)
+        # made again under the lock: one made while another process built the data does not
+        # know their splits
+        builder = tfds.builder(NAMES.get(name, name), data_dir=data_dir, config=config)
+        builder.download_and_prepare()
+    return builder
 
 
 def _read_batch(source, indices: range) -> list:
