@@ -20,7 +20,16 @@ PACKAGE = os.path.join(REPO, "attnlab")
 
 # Layers from the top: a module may import its own layer or any layer below it.
 LAYERS = (
-    ("command line", {"attnlab.__main__", "attnlab.sweep", "attnlab.backends", "attnlab.predict"}),
+    (
+        "command line",
+        {
+            "attnlab.__main__",
+            "attnlab.sweep",
+            "attnlab.backends",
+            "attnlab.predict",
+            "attnlab.saved_run",
+        },
+    ),
     ("runner", {"attnlab.runner", "attnlab.compare"}),
     ("families", {"attnlab.train", "attnlab.ram.train"}),
 )  # everything else: models, data and shared pieces
