@@ -62,3 +62,31 @@ def test_draws_where_the_terminal_reports_no_size(monkeypatch):
     with Progress(10, label="train", stream=out, interval=0.0) as bar:
         bar.update(5, loss=0.5)
     assert "train 5/10 [ 50%]" in out.getvalue()
+
+
+def test_logs_shown_prints_attnlab_lines_once_and_restores_absl(monkeypatch):
+    """Called from Python (absl logs only warnings, through the root logger): attnlab's INFO
+    lines and every warning are shown, once each; other libraries' INFO is not."""
+    from absl import logging as absl_logging
+
+    from attnlab import progress
+
+    absl_logger = absl_logging.get_absl_logger()
+    monkeypatch.setattr(absl_logger, "level", logging.WARNING)
+    root = logging.getLogger()
+    monkeypatch.setattr(root, "handlers", [logging.StreamHandler(io.StringIO())])  # basicConfig
+    here = os.path.dirname(os.path.abspath(__file__)) + os.sep
+    stream = io.StringIO()
+    with progress.logs_shown(stream):
+        absl_logging.info("other library's news")  # INFO from outside attnlab: dropped
+        monkeypatch.setattr(progress, "PACKAGE_DIR", here)  # this file counts as attnlab's
+        absl_logging.info("step 20: train/loss=0.5")
+        absl_logging.warning("a warning")
+    lines = [line.split(" ", 2) for line in stream.getvalue().splitlines()]
+    assert [(level, text) for level, _, text in lines] == [
+        ("I", "step 20: train/loss=0.5"),
+        ("W", "a warning"),
+    ]
+    assert root.handlers[0].stream.getvalue() == ""  # not printed twice
+    assert absl_logger.level == logging.WARNING and absl_logger.propagate
+    assert not absl_logger.handlers
