@@ -39,7 +39,13 @@ def _size() -> os.terminal_size:
 
 
 def _in_notebook() -> bool:
-    return "ipykernel" in sys.modules
+    """Whether this process is a Jupyter kernel (the test tqdm.auto makes): not merely one that
+    imported ipykernel, as notebook tooling does."""
+    ipython = sys.modules.get("IPython")
+    if ipython is None or "ipykernel" not in sys.modules:
+        return False
+    shell = ipython.get_ipython()
+    return shell is not None and "IPKernelApp" in shell.config
 
 
 def _format(value) -> str:

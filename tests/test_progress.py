@@ -29,6 +29,15 @@ def test_silent_when_not_a_terminal():
     assert out.getvalue() == ""
 
 
+def test_silent_in_a_process_that_imported_ipykernel_but_is_no_kernel():
+    import ipykernel  # noqa: F401  (notebook tooling imports it: running notebooks, tests)
+
+    out = io.StringIO()
+    with Progress(10, stream=out) as bar:
+        bar.update(5, loss=1.0)
+    assert out.getvalue() == ""
+
+
 def test_fields_may_be_named_like_the_count():
     stream = Terminal()
     with Progress(3, label="sweep", stream=stream) as bar:
