@@ -4,7 +4,7 @@ recurrent model of visual attention, with a runner that trains, resumes, sweeps 
 The public entry points; everything else is importable from its module (`attnlab.scores`,
 `attnlab.decoders`, ...)::
 
-    from attnlab import SCORES, build_model, default_config, train_and_evaluate
+    from attnlab import SCORES, build_model, default_config, load_run, train_and_evaluate
 
 They are imported on first use, so `import attnlab` (and `python -m attnlab --help`) does not
 start JAX. Importing `attnlab.data.builders` registers the TFDS datasets (`attnlab_g2p`,
@@ -24,6 +24,7 @@ _PUBLIC = {
     "build_model": "attnlab.models",
     "default_config": "attnlab.config",
     "load_config": "attnlab.config_lib",
+    "load_run": "attnlab.saved_run",
     "load_runs": "attnlab.compare",
     "validate": "attnlab.families",
     "train_and_evaluate": "attnlab.runner",

@@ -561,12 +561,13 @@ def _run(cli: _Cli, positional: list[str]) -> int:
     from absl import flags, logging
 
     from attnlab.config_lib import ConfigError
+    from attnlab.progress import QuietLibraries
 
     if not flags.FLAGS.is_parsed():  # absl logging's own flags keep their defaults
         flags.FLAGS.mark_as_parsed()
     logging.use_absl_handler()
     logging.set_verbosity(logging.INFO)
-    logging.get_absl_handler().addFilter(_QuietLibraries())
+    logging.get_absl_handler().addFilter(QuietLibraries())
     expected: tuple = (ConfigError, FileNotFoundError)
     try:
         if cli.command == "config":
@@ -599,21 +600,6 @@ def _run(cli: _Cli, positional: list[str]) -> int:
             return _report(cli, err, 1, resource)
     except expected as err:
         return _report(cli, err, 2)
-
-
-class _QuietLibraries:
-    """A logging filter: keeps attnlab's progress lines and every warning; drops other
-    libraries' INFO chatter and the tracebacks of their warnings and errors (`--verbose` shows
-    the traceback of the error that stopped the command)."""
-
-    package_dir = os.path.dirname(os.path.abspath(__file__)) + os.sep
-
-    def filter(self, record) -> bool:
-        if record.pathname.startswith(self.package_dir):
-            return True
-        if record.levelno >= 30 and record.exc_info:  # one line, not the library's traceback:
-            record.exc_info, record.exc_text = None, None  # attnlab's error line says what failed
-        return record.levelno >= 30
 
 
 def _report(cli: _Cli, err: Exception, code: int, message: str | None = None) -> int:

@@ -24,10 +24,21 @@ The built-in families are imported only when first asked for, so that this modul
 from __future__ import annotations
 
 import importlib
+import os
 from collections.abc import Mapping
 from typing import Any
 
-from attnlab.config_lib import ConfigError, raise_if, require
+import ml_collections
+
+from attnlab import writers
+from attnlab.config_lib import (
+    ConfigError,
+    apply_overrides,
+    flatten,
+    raise_if,
+    require,
+    upgrade_saved,
+)
 
 DEFAULT = "seq2seq"  # the family of a config that does not name one (runs saved before families)
 # name -> module that defines `FAMILY` (imported on first use)
@@ -160,6 +171,31 @@ def name_of(config) -> str:
 def of(config) -> Family:
     """The family a config belongs to."""
     return get(name_of(config))
+
+
+def saved_config(workdir: str) -> ml_collections.ConfigDict:
+    """The config a run saved in `workdir/config.json`, set on top of its family's defaults of
+    today, so that a run saved before a field existed still loads (the new field keeps its
+    default). A family not registered in this process (one from outside attnlab) gives the
+    saved config as it is. Raises `ConfigError` when the directory or the file is missing,
+    `writers.DamagedFileError` (a `ConfigError`) when the file is not a JSON object."""
+    path = os.path.join(workdir, "config.json")
+    if not os.path.exists(workdir):
+        raise ConfigError(f"{workdir} not found: there is no run's work directory there")
+    if not os.path.isfile(path):
+        raise ConfigError(
+            f"{path} not found: {workdir} is not a run's work directory (training writes "
+            "config.json first)"
+        )
+    fix = "a training run writes it; train again into a new work directory"
+    saved = writers.read_json(path, fix)
+    if not isinstance(saved, dict):
+        raise writers.DamagedFileError(f"{path} is damaged (not a JSON object); {fix}")
+    try:
+        family = of(saved)
+    except ConfigError:  # registered by a config file of its own, not imported here
+        return ml_collections.ConfigDict(saved)
+    return apply_overrides(family.default_config(), upgrade_saved(flatten(saved)))
 
 
 def validate(config, memory: bool = True) -> None:

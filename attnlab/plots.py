@@ -28,14 +28,17 @@ def _token_fontsize(n: int) -> float:
     return float(np.clip(250.0 / max(n, 1), 4.0, 10.0))
 
 
-def _save(fig: Figure, path: str | os.PathLike) -> None:
+def _save(fig: Figure, path: str | os.PathLike | None) -> None:
     """Render `fig` to a PNG file at `path`, creating the parent directory. Written to a
-    temporary file and renamed, so a reader never sees half an image."""
+    temporary file and renamed, so a reader never sees half an image. `path=None` writes
+    nothing: the figure is only returned (a notebook shows it)."""
+    FigureCanvasAgg(fig)
+    if path is None:
+        return
     path = os.fspath(path)
     parent = os.path.dirname(path)
     if parent:
         os.makedirs(parent, exist_ok=True)
-    FigureCanvasAgg(fig)
     tmp = f"{path}.tmp{os.getpid()}"
     fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
     os.replace(tmp, path)
@@ -45,10 +48,11 @@ def plot_attention(
     weights: np.ndarray,
     src_tokens: Sequence[str],
     tgt_tokens: Sequence[str],
-    path: str | os.PathLike,
+    path: str | os.PathLike | None = None,
     title: str | None = None,
-) -> None:
-    """Save a heat map of attention `weights` [T, S] as a PNG at `path`.
+) -> Figure:
+    """A heat map of attention `weights` [T, S], saved as a PNG at `path` (unless None) and
+    returned (a notebook shows the returned figure).
 
     Row t holds the attention of target step t over the S source positions, so source tokens
     label the x axis (top to bottom reads the target in order) and target tokens the y axis.
@@ -85,6 +89,7 @@ def plot_attention(
     if title:
         ax.set_title(title)
     _save(fig, path)
+    return fig
 
 
 MAX_LEGEND_INSIDE = 4  # plot_curves: more series than this put the legend right of the axes
@@ -92,7 +97,7 @@ MAX_LEGEND_INSIDE = 4  # plot_curves: more series than this put the legend right
 
 def plot_curves(
     series: Mapping[str, tuple[Sequence[float], Sequence[float]]],
-    path: str | os.PathLike,
+    path: str | os.PathLike | None,
     ylabel: str,
     title: str | None = None,
     bands: Mapping[str, Sequence[float]] | None = None,
@@ -100,8 +105,8 @@ def plot_curves(
     vline: float | None = None,
     log: bool = False,
     log_y: bool = False,
-) -> None:
-    """Save a line plot of learning curves as a PNG at `path`.
+) -> Figure:
+    """A line plot of learning curves, saved as a PNG at `path` (unless None) and returned.
 
     `series` maps a legend label to `(steps, values)` of equal length; the x axis is the step.
     `bands` optionally maps a label to half-widths drawn as a shaded band `values ± band`
@@ -139,6 +144,7 @@ def plot_curves(
     if title:
         ax.set_title(title)
     _save(fig, path)
+    return fig
 
 
 def plot_tradeoff(

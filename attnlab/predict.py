@@ -12,16 +12,15 @@ empty line gives an empty prediction and is counted, never an error. Decoding us
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from attnlab import beam, families, generate, plots, writers
-from attnlab.config import FAMILY, default_config, validate
-from attnlab.config_lib import ConfigError, apply_overrides, flatten, upgrade_saved
+from attnlab import beam, families, generate, plots
+from attnlab.config import FAMILY, validate
+from attnlab.config_lib import ConfigError
 from attnlab.data.synthetic import TASKS as SYNTHETIC
 from attnlab.data.vocab import PAD_ID, UNK_ID
 
@@ -46,24 +45,20 @@ class Prediction:
 
 
 class Predictor:
-    """A trained run loaded for prediction (see the module docstring)."""
+    """A trained run loaded for prediction (see the module docstring): the latest
+    checkpoint's parameters of seed `seed_index` (0: the run's first seed), decoding with
+    `beam_size` (None: the run's `eval.beam_size`). `attnlab.load_run(workdir).predictor()`
+    builds one too. A missing or damaged `config.json`, or a run of another family, raises
+    `ConfigError`; a run without a checkpoint, `CheckpointError`."""
 
     def __init__(self, workdir: str, seed_index: int = 0, beam_size: int | None = None):
-        path = os.path.join(workdir, "config.json")
-        if not os.path.exists(path):
-            raise FileNotFoundError(
-                f"{path} not found: --workdir must be the work directory of a training run"
-            )
-        saved = writers.read_json(path, "predict needs the run's own config.json")
-        if not isinstance(saved, dict):
-            raise writers.DamagedFileError(f"{path} is damaged (not a JSON object)")
-        if families.name_of(saved) != FAMILY:
-            raise ConfigError(
-                f"{workdir} holds a run of the {families.name_of(saved)} family: predict reads "
-                f"{FAMILY} runs only"
-            )
         # On top of today's defaults: a run saved before a field existed still loads.
-        self.config = apply_overrides(default_config(), upgrade_saved(flatten(saved)))
+        self.config = families.saved_config(workdir)
+        if families.name_of(self.config) != FAMILY:
+            raise ConfigError(
+                f"{workdir} holds a run of the {families.name_of(self.config)} family: predict "
+                f"reads {FAMILY} runs only"
+            )
         validate(self.config)
         c = self.config
         if not 0 <= seed_index < c.num_seeds:
@@ -146,9 +141,11 @@ class Predictor:
         return results
 
 
-def draw(prediction: Prediction, path: str, title: str | None = None) -> None:
-    """The attention heat map of one prediction (rows: output tokens and the end token)."""
+def draw(prediction: Prediction, path: str | None = None, title: str | None = None):
+    """The attention heat map of one prediction (rows: output tokens and the end token;
+    columns: source tokens), saved as a PNG at `path` unless it is None, and returned as a
+    matplotlib `Figure` (a notebook shows it)."""
     labels = prediction.output + ["</s>"]
-    plots.plot_attention(
+    return plots.plot_attention(
         prediction.weights, prediction.source, labels[: len(prediction.weights)], path, title
     )

@@ -1,9 +1,13 @@
 """The progress display: a `tqdm` bar (count, percent, elapsed < remaining, rate, fields).
 
-On a terminal it is drawn on stderr; in a Jupyter notebook `tqdm.auto` draws a widget; in logs
-and CI (stderr not a terminal) it stays silent: the JSONL log is the record, this is only a
+On a terminal it is drawn on stderr; in a Jupyter notebook `tqdm.auto` draws a widget (with
+`ipywidgets` installed; without it, the same text bar as on a terminal, redrawn in place); in
+logs and CI (stderr not a terminal) it stays silent: the JSONL log is the record, this is only a
 view. While a bar is shown, log lines (absl and Python logging to stderr) are written above it
 through `tqdm.write`, so a log line never runs into the bar.
+
+`logs_shown()` makes attnlab's log lines (the CLI's `step 100: train/loss=...`) visible when
+the runner is called from Python or a notebook, where nothing has set up logging.
 """
 
 from __future__ import annotations
@@ -13,8 +17,18 @@ import logging
 import os
 import shutil
 import sys
+import warnings
 
-from tqdm.auto import tqdm
+from absl import logging as absl_logging
+from tqdm import TqdmWarning
+
+with warnings.catch_warnings():
+    # In a notebook without ipywidgets, tqdm.auto warns (naming a file of its own) and falls
+    # back to the text bar: the fallback is what is wanted, the warning only noise.
+    warnings.simplefilter("ignore", TqdmWarning)
+    from tqdm.auto import tqdm
+
+PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 
 def _size() -> os.terminal_size:
@@ -25,7 +39,13 @@ def _size() -> os.terminal_size:
 
 
 def _in_notebook() -> bool:
-    return "ipykernel" in sys.modules
+    """Whether this process is a Jupyter kernel (the test tqdm.auto makes): not merely one that
+    imported ipykernel, as notebook tooling does."""
+    ipython = sys.modules.get("IPython")
+    if ipython is None or "ipykernel" not in sys.modules:
+        return False
+    shell = ipython.get_ipython()
+    return shell is not None and "IPKernelApp" in shell.config
 
 
 def _format(value) -> str:
@@ -51,13 +71,14 @@ class _AboveBar:
 
 @contextlib.contextmanager
 def logs_above_bar(stream):
-    """Within the block, every logging handler that writes to `stream` (absl's included)
-    writes through `tqdm.write` instead."""
+    """Within the block, every logging handler of the root and absl loggers that writes to
+    `stream` (absl's own handler included) writes through `tqdm.write` instead."""
     handlers = []
-    for handler in logging.getLogger().handlers:
-        target = getattr(handler, "python_handler", handler)  # absl wraps a StreamHandler
-        if getattr(target, "stream", None) is stream:
-            handlers.append(target)
+    for logger in (logging.getLogger(), absl_logging.get_absl_logger()):  # see `logs_shown`
+        for handler in logger.handlers:
+            target = getattr(handler, "python_handler", handler)  # absl wraps a StreamHandler
+            if getattr(target, "stream", None) is stream:
+                handlers.append(target)
     for handler in handlers:
         handler.setStream(_AboveBar(stream))
     try:
@@ -65,6 +86,46 @@ def logs_above_bar(stream):
     finally:
         for handler in handlers:
             handler.setStream(stream)
+
+
+class QuietLibraries:
+    """A logging filter: keeps attnlab's progress lines and every warning; drops other
+    libraries' INFO chatter and the tracebacks of their warnings and errors (attnlab's own
+    error line says what failed; the command line's `--verbose` shows its traceback)."""
+
+    def filter(self, record) -> bool:
+        if record.pathname.startswith(PACKAGE_DIR):
+            return True
+        if record.levelno >= logging.WARNING and record.exc_info:  # one line, no traceback
+            record.exc_info, record.exc_text = None, None
+        return record.levelno >= logging.WARNING
+
+
+@contextlib.contextmanager
+def logs_shown(stream=None):
+    """Within the block, attnlab's INFO lines and the warnings logged through absl are written
+    to `stream` (default: `sys.stderr` at entry) as `I 12:00:01 step 100: train/loss=...`,
+    when nothing would show them otherwise: called from Python or a notebook, absl logs only
+    warnings (through Python's `logging.basicConfig` format). Where absl already logs INFO (the
+    command line sets it up; so may the user), nothing changes. Other loggers are untouched.
+    """
+    absl_logger = absl_logging.get_absl_logger()  # attnlab logs through absl
+    if absl_logger.getEffectiveLevel() <= logging.INFO:
+        yield
+        return
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname).1s %(asctime)s %(message)s", "%H:%M:%S"))
+    handler.addFilter(QuietLibraries())
+    level, propagate = absl_logger.level, absl_logger.propagate
+    absl_logger.addHandler(handler)
+    absl_logger.setLevel(logging.INFO)
+    absl_logger.propagate = False  # the root logger's handler would print each line again
+    try:
+        yield
+    finally:
+        absl_logger.setLevel(level)
+        absl_logger.propagate = propagate
+        absl_logger.removeHandler(handler)
 
 
 class Progress:

@@ -51,7 +51,7 @@ from attnlab import metrics as metrics_lib
 from attnlab.checkpoints import Checkpointer, CheckpointError
 from attnlab.config_lib import ConfigError, flatten, logger_names, upgrade_saved
 from attnlab.locks import DirectoryLock
-from attnlab.progress import Progress
+from attnlab.progress import Progress, logs_shown
 
 PROVENANCE_FILE = "provenance.json"
 # Run facts that vary between identical runs: kept in timing.json, out of summary.json.
@@ -719,13 +719,17 @@ def _quietly(fn) -> None:
 def train_and_evaluate(config, workdir: str, force: bool = False) -> dict:
     """Trains and evaluates `config.num_seeds` models of the config's family; writes the work
     directory; returns the summary (for several seeds: the top-level summary, with each seed's
-    under `"per_seed"`).
+    under `"per_seed"`). `attnlab.load_run(workdir)` then reads the whole run back: config,
+    summary, the log as a DataFrame, and a predictor.
 
     Re-running in the same `workdir` resumes from the latest checkpoint (a finished run only
     re-evaluates, and leaves its timing as it was). Raises `ConfigError` for a bad config, or
     for a work directory holding a run with another config (unless `force`), before doing any
     work. SIGTERM / SIGINT save a checkpoint and raise `TrainingInterrupted`; `summary.json`
     then says `"interrupted"`.
+
+    Called from Python or a notebook, it shows what the command line shows: the progress bar
+    (a widget in a notebook with ipywidgets) and a log line per `train.log_every` steps.
     """
     families.validate(config)  # before the disk is touched: a bad config leaves nothing behind
     loggers = logger_names(config.train.loggers)
@@ -737,7 +741,7 @@ def train_and_evaluate(config, workdir: str, force: bool = False) -> dict:
     check_workdir_config(config, workdir, force)
     created = not os.path.exists(workdir)
     try:
-        with run_lock(workdir):
+        with logs_shown(), run_lock(workdir):
             return _train_and_evaluate(config, workdir, force)
     except BaseException:
         if created:  # a run that failed before writing anything (e.g. data it cannot load)

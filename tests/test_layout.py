@@ -28,6 +28,7 @@ LAYERS = (
             "attnlab.search",
             "attnlab.backends",
             "attnlab.predict",
+            "attnlab.saved_run",
         },
     ),
     ("runner", {"attnlab.runner", "attnlab.compare"}),

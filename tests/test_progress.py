@@ -29,6 +29,15 @@ def test_silent_when_not_a_terminal():
     assert out.getvalue() == ""
 
 
+def test_silent_in_a_process_that_imported_ipykernel_but_is_no_kernel():
+    import ipykernel  # noqa: F401  (notebook tooling imports it: running notebooks, tests)
+
+    out = io.StringIO()
+    with Progress(10, stream=out) as bar:
+        bar.update(5, loss=1.0)
+    assert out.getvalue() == ""
+
+
 def test_fields_may_be_named_like_the_count():
     stream = Terminal()
     with Progress(3, label="sweep", stream=stream) as bar:
@@ -62,3 +71,31 @@ def test_draws_where_the_terminal_reports_no_size(monkeypatch):
     with Progress(10, label="train", stream=out, interval=0.0) as bar:
         bar.update(5, loss=0.5)
     assert "train 5/10 [ 50%]" in out.getvalue()
+
+
+def test_logs_shown_prints_attnlab_lines_once_and_restores_absl(monkeypatch):
+    """Called from Python (absl logs only warnings, through the root logger): attnlab's INFO
+    lines and every warning are shown, once each; other libraries' INFO is not."""
+    from absl import logging as absl_logging
+
+    from attnlab import progress
+
+    absl_logger = absl_logging.get_absl_logger()
+    monkeypatch.setattr(absl_logger, "level", logging.WARNING)
+    root = logging.getLogger()
+    monkeypatch.setattr(root, "handlers", [logging.StreamHandler(io.StringIO())])  # basicConfig
+    here = os.path.dirname(os.path.abspath(__file__)) + os.sep
+    stream = io.StringIO()
+    with progress.logs_shown(stream):
+        absl_logging.info("other library's news")  # INFO from outside attnlab: dropped
+        monkeypatch.setattr(progress, "PACKAGE_DIR", here)  # this file counts as attnlab's
+        absl_logging.info("step 20: train/loss=0.5")
+        absl_logging.warning("a warning")
+    lines = [line.split(" ", 2) for line in stream.getvalue().splitlines()]
+    assert [(level, text) for level, _, text in lines] == [
+        ("I", "step 20: train/loss=0.5"),
+        ("W", "a warning"),
+    ]
+    assert root.handlers[0].stream.getvalue() == ""  # not printed twice
+    assert absl_logger.level == logging.WARNING and absl_logger.propagate
+    assert not absl_logger.handlers

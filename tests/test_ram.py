@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import attnlab
 from attnlab import compare, runner
 from attnlab.config_lib import ConfigError
 from attnlab.ram import config as ram_config
@@ -231,6 +232,12 @@ def test_command_line_dispatches_ram_configs(tmp_path, data_dir, capsys):
     assert "test/error:" in capsys.readouterr().out
     assert main(["predict", f"--workdir={workdir}"]) == 2
     assert "ram family" in capsys.readouterr().err
+    run = attnlab.load_run(workdir)  # read back from Python: all but predictions
+    assert run.family == "ram" and run.status == "completed" and run.config.model.num_glimpses == 1
+    assert list(run.metrics.index) == [10] and "eval/error" in run.metrics
+    assert run.pictures and all(p.endswith(".png") and os.path.isfile(p) for p in run.pictures)
+    with pytest.raises(ConfigError, match="ram family: predictions for new inputs exist for seq2"):
+        run.predictor()
 
 
 def contrast_config(data_dir, locations: str, seed: int):
