@@ -204,6 +204,10 @@ def validate_optim_train(errors, o, t, num_valid: int):
         t.loggers,
         f"must be comma-separated names of {', '.join(LOGGERS)} (or empty for none)",
     )
+    for old, new in RENAMED.items():  # set from Python on a loaded config, which takes any name
+        section, _, name = old.partition(".")
+        if section == "train" and name in t:
+            errors.append(f"config.{old} is now config.{new}")
     require_choice(errors, o, "optim.", "optimizer", OPTIMIZERS)
     require_choice(errors, o, "optim.", "schedule", SCHEDULES)
     require(

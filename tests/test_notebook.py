@@ -26,7 +26,7 @@ d, m, t = config.data, config.model, config.train
 d.num_train, d.num_valid, d.num_test, d.num_long, d.eval_batch_size = 640, 64, 64, 64, 64
 m.encoder.hidden_dim = m.decoder_hidden_dim = m.attention.attn_dim = 16
 t.num_steps, t.log_every, t.eval_every, t.ckpt_every, t.num_heatmaps = 20, 10, 10, 20, 1
-t.tensorboard = False
+t.loggers = ""
 workdir = {workdir!r}
 """
 

@@ -211,6 +211,10 @@ def test_loggers_are_checked_and_the_old_tensorboard_field_still_reads(cli):
         families.validate(config)
     with pytest.raises(ConfigError, match="unknown logger comet: the loggers are tensorboard"):
         trackers.create_writer("unused", ["comet"])
+    config.train.loggers = "tensorboard"
+    config.train.tensorboard = False  # from Python, where a loaded config takes any new name
+    with pytest.raises(ConfigError, match="config.train.tensorboard is now config.train.loggers"):
+        families.validate(config)
     assert upgrade_saved({"train.tensorboard": False}) == {"train.loggers": ""}
     assert upgrade_saved({"train.tensorboard": True}) == {"train.loggers": "tensorboard"}
     code, _, err = cli("config", f"--config={TOY}", "--config.train.tensorboard=false")
