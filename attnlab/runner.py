@@ -734,8 +734,6 @@ def train_and_evaluate(config, workdir: str, force: bool = False) -> dict:
     families.validate(config)  # before the disk is touched: a bad config leaves nothing behind
     loggers = logger_names(config.train.loggers)
     if set(loggers) - {"tensorboard"}:  # a tracker's package: missing, it is one line and exit 2
-        from attnlab import trackers
-
         trackers.check_installed(loggers)
     check_workdir_path(workdir)
     check_workdir_config(config, workdir, force)
@@ -814,7 +812,6 @@ def run_params(config, seed: int) -> dict:
 def tracked_run(run: Run, k: int):
     """What the experiment trackers call seed `k`'s run: its directory (the work directory, or
     `seed_<s>/` in it, grouped under the work directory), and its parameters."""
-
     group = run.workdir if run.num_seeds > 1 else None
     return trackers.RunInfo(
         os.path.normpath(run.run_dirs[k]), run_params(run.config, run.seeds[k]), group

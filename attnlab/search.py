@@ -653,11 +653,8 @@ class _Search:
     def _write_status(self) -> list[SearchTrial]:
         with self.lock:
             trials = self.trials()
-        done = [t for t in trials if t.value is not None]
         best = None
-        if done:
-            pick = max if self.plan.higher_is_better else min
-            top = pick(done, key=lambda t: t.value)
+        for top in best_trials(trials, self.plan.higher_is_better, k=1):
             best = {"index": top.index, "name": top.name, "value": top.value,
                     "overrides": top.overrides}  # fmt: skip
         write_json_atomic(

@@ -58,8 +58,9 @@ class Trial:
     index: int
     name: str
     overrides: dict
-    status: str = "pending"  # pending | completed | failed (searched sweeps: also pruned,
-    error: str = ""  # interrupted)
+    # pending | completed | failed (a searched sweep's trials also: pruned, interrupted)
+    status: str = "pending"
+    error: str = ""
     seconds: float = 0.0
 
 

@@ -23,6 +23,7 @@ which training again reproduces exactly (speed aside).
 
 from __future__ import annotations
 
+import abc
 import importlib
 import json
 import math
@@ -139,7 +140,7 @@ def _floats(scalars: Mapping[str, Any]) -> dict[str, float]:
     return {str(k): math.nan if v is None else float(np.asarray(v)) for k, v in scalars.items()}
 
 
-class TrackerWriter(MetricWriter):
+class TrackerWriter(MetricWriter, abc.ABC):
     """What both trackers share: `tracking.json`, and `last`, the last step of each kind of
     record (`KINDS`) that the tracked run holds; only later steps are sent (steps only grow)."""
 
@@ -161,8 +162,9 @@ class TrackerWriter(MetricWriter):
     def _sent(self, kind: str, step: int) -> None:
         self.last[kind] = int(step)
 
+    @abc.abstractmethod
     def _send_scalars(self, step: int, values: dict[str, float]) -> None:
-        raise NotImplementedError
+        """Sends `values` at `step` to the tracked run (each tracker's own call)."""
 
     def write_scalars(self, step: int, scalars: Mapping[str, float]) -> None:
         """Sends the scalars at `step`, unless the tracked run holds that step already."""
