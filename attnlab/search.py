@@ -295,6 +295,7 @@ def plan_search(config_path: str, options: SearchOptions, common: dict | None = 
                 apply_overrides(copy.deepcopy(base), {key: value})
     except ConfigError as err:
         raise ConfigError(f"get_search(): {err}") from err
+    _check_fixed(base, space)
     family = families.of(base)
     metric = options.metric or base.train.best_metric
     if metric not in family.metrics:
@@ -304,6 +305,28 @@ def plan_search(config_path: str, options: SearchOptions, common: dict | None = 
         )
     seed = options.seed if options.seed is not None and options.seed >= 0 else int(base.seed)
     return Plan(space, fixed, metric, family.higher_is_better(metric), seed, family.name)
+
+
+def _check_fixed(base, space: dict) -> None:
+    """Refuses, before any trial starts, a config that no sampled value can make valid: the
+    problems of the config with every searched field at its first value that name no
+    searched field (e.g. `--config.train.eval_every` not a multiple of `log_every`). Without
+    this, every trial would fail and use up the study's trials. A problem that involves a
+    searched field fails only the trials that sample it."""
+    from attnlab import families
+
+    sample = copy.deepcopy(base)
+    apply_overrides(sample, {key: spec.examples()[0] for key, spec in space.items()})
+    try:
+        families.validate(sample, memory=False)
+    except ConfigError as err:
+        fixed = [e for e in err.errors if not any(key in e for key in space)]
+        if fixed:
+            raise ConfigError(
+                "the fields the search holds fixed are invalid in every trial; no trial was "
+                "started: " + "; ".join(fixed),
+                fixed,
+            ) from err
 
 
 def _optuna():

@@ -176,6 +176,10 @@ def test_bad_input_is_one_line_and_exit_2(cli, search_file, tmp_path):
         "sweep.index picks one trial of a grid": (
             *searched, "--sweep.num_trials=3", "--sweep.index=0",
         ),
+        # a fixed field no sampled value repairs: refused, not N failed trials using up the study
+        "invalid in every trial; no trial was started: config.train.eval_every=15": (
+            *searched, "--sweep.num_trials=3", "--config.train.eval_every=15",
+        ),
     }  # fmt: skip
     for message, args in cases.items():
         code, stdout, stderr = cli("sweep", *args)
